@@ -1,0 +1,49 @@
+"""Build the Spark session that tests, pipelines and the streaming job share.
+
+The Kafka connector jars come from the Maven cache that `make setup` fills
+(.cache/jars/spark-kafka); on a cluster, spark-submit passes them with --jars instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from fraudops.settings import PROJECT_ROOT
+
+SPARK_KAFKA_JARS_DIR = PROJECT_ROOT / ".cache" / "jars" / "spark-kafka"
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def spark_kafka_jars(jars_dir: Path = SPARK_KAFKA_JARS_DIR) -> list[str]:
+    """Paths of the spark-sql-kafka connector and its dependencies (empty if not fetched)."""
+    if not jars_dir.is_dir():
+        return []
+    return sorted(str(p) for p in jars_dir.glob("*.jar"))
+
+
+def build_spark_session(app_name: str, master: str | None = None, shuffle_partitions: int = 4):
+    """Return a SparkSession with the RocksDB state store and (when present) the Kafka jars.
+
+    When launched by spark-submit, master and jars come from its command line; this function
+    only fills in what is missing.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    jars = spark_kafka_jars()
+    if jars and "spark.jars" not in os.environ.get("SPARK_SUBMIT_OPTS", ""):
+        builder = builder.config("spark.jars", ",".join(jars))
+    return (
+        builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
+        .getOrCreate()
+    )
