@@ -1,0 +1,373 @@
+"""THE transaction message contract: fields, code sets, limits, validator, serializer, Spark schema.
+
+Written once. The producer serializes with :func:`serialize_message`, the streaming job parses and
+quarantines with :func:`validate_message` (or :func:`validate_messages_frame` inside mapInPandas,
+whose output layout is :func:`spark_validated_schema`), and the Great Expectations suite for raw
+transactions (expectations/suites.py) is built from :data:`FIELD_SPECS` and the constants below.
+
+Wire format (Kafka value, UTF-8 JSON object), compatible with the seed's producer::
+
+    {"transaction_id": "TXN_1700000000000_1234", "user_id": "USER_0042", "amount": 52.35,
+     "currency": "USD", "merchant": "Walmart", "transaction_time": "2025-01-15T14:30:00",
+     "country": "US", "transaction_type": "purchase", "is_fraud_actual": false}
+
+Required: transaction_id, user_id, amount, currency, merchant, transaction_time, country,
+transaction_type. Optional: merchant_id, merchant_category, channel, device_id. Unknown fields
+(e.g. the seed's is_fraud_actual) are dropped and never reach a feature. Naive timestamps are UTC.
+
+Rejection reasons are short codes, ``code`` or ``code:detail`` (see :data:`REJECTION_CODES`).
+Importing this module has no side effects (pyspark is imported lazily).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# --- limits -----------------------------------------------------------------------------------
+MAX_MESSAGE_BYTES = 16 * 1024  # a whole Kafka value; the seed's messages are ~300 bytes
+MAX_STRING_LENGTH = 128  # any string field, after stripping surrounding whitespace
+MAX_AMOUNT = 1_000_000.0  # in the transaction's currency; above is "absurd_value:amount"
+MIN_TRANSACTION_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # earlier is "time_out_of_range"
+MAX_FUTURE_SKEW = timedelta(days=1)  # later than now + this is "time_out_of_range"
+
+# --- code sets --------------------------------------------------------------------------------
+TRANSACTION_TYPES: tuple[str, ...] = ("purchase", "withdrawal", "transfer", "payment")
+
+# ISO 4217 currencies in circulation (incl. fund codes), without precious metals, bond-market
+# units, SDR, the testing code XTS and "no currency" XXX.
+CURRENCIES: frozenset[str] = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP
+    BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB
+    EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY
+    KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR
+    MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB
+    RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD
+    TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    ZWL
+    """.split()
+)
+
+# ISO 3166-1 alpha-2 officially assigned codes, plus "UK": exceptionally reserved for the United
+# Kingdom and sent by the seed's producer, whose messages must be accepted as they are.
+COUNTRIES: frozenset[str] = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+    EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+    LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+    NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    UK
+    """.split()
+)
+
+
+# --- fields -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the message: how it is typed, checked and stored.
+
+    Attributes:
+        name: JSON key and column name.
+        kind: "string", "amount" or "timestamp".
+        required: whether a message without it (or with null) is rejected.
+        allowed: closed set of accepted values (codes), or None for free text.
+        description: one line for docs and the GE suite notes.
+    """
+
+    name: str
+    kind: str
+    required: bool
+    allowed: frozenset[str] | None = None
+    description: str = ""
+
+
+FIELD_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec("transaction_id", "string", True, description="unique id of the transaction"),
+    FieldSpec("user_id", "string", True, description="card holder / customer id (Kafka key)"),
+    FieldSpec("amount", "amount", True, description=f"number, finite, > 0 and <= {MAX_AMOUNT:,.0f}"),
+    FieldSpec("currency", "string", True, frozenset(CURRENCIES), "ISO 4217 code"),
+    FieldSpec("merchant", "string", True, description="merchant name as sent"),
+    FieldSpec("merchant_id", "string", False, description="stable merchant id"),
+    FieldSpec("merchant_category", "string", False, description="merchant category, e.g. grocery"),
+    FieldSpec("transaction_time", "timestamp", True, description="ISO-8601; naive means UTC"),
+    FieldSpec("country", "string", True, frozenset(COUNTRIES), "ISO 3166-1 alpha-2 code"),
+    FieldSpec("transaction_type", "string", True, frozenset(TRANSACTION_TYPES), "purchase|withdrawal|transfer|payment"),
+    FieldSpec("channel", "string", False, description="pos|online|mobile|atm (free text)"),
+    FieldSpec("device_id", "string", False, description="device the transaction came from"),
+)
+FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in FIELD_SPECS}
+
+TRANSACTION_COLUMNS: list[str] = [spec.name for spec in FIELD_SPECS]
+REQUIRED_FIELDS: tuple[str, ...] = tuple(spec.name for spec in FIELD_SPECS if spec.required)
+OPTIONAL_FIELDS: tuple[str, ...] = tuple(spec.name for spec in FIELD_SPECS if not spec.required)
+STRING_FIELDS: tuple[str, ...] = tuple(spec.name for spec in FIELD_SPECS if spec.kind == "string")
+CODE_FIELDS: dict[str, frozenset[str]] = {s.name: s.allowed for s in FIELD_SPECS if s.allowed is not None}
+REJECT_REASON_COLUMN = "reject_reason"
+
+# Prefix of each rejection code -> what it means (detail after ":" names the field or value).
+REJECTION_CODES: dict[str, str] = {
+    "empty_message": "the Kafka value is null or empty",
+    "wrong_type:message": "the value is neither bytes nor str",
+    "oversized_message": f"the value is longer than {MAX_MESSAGE_BYTES} bytes",
+    "not_utf8": "the value is not valid UTF-8",
+    "not_json": "the value is not parseable JSON",
+    "not_an_object": "the JSON is not an object",
+    "missing_field": "a required field is absent or null",
+    "wrong_type": "a field has the wrong JSON type (e.g. amount as string or bool)",
+    "empty_field": "a string field is empty or only whitespace",
+    "oversized_field": f"a string field is longer than {MAX_STRING_LENGTH} characters",
+    "non_finite": "amount is NaN or +/-Infinity",
+    "non_positive": "amount is zero or negative",
+    "absurd_value": f"amount is above {MAX_AMOUNT:,.0f}",
+    "unknown_currency": "currency is not an ISO 4217 code",
+    "unknown_country": "country is not an ISO 3166-1 alpha-2 code",
+    "bad_transaction_type": "transaction_type is not one of " + "|".join(TRANSACTION_TYPES),
+    "unparseable_time": "transaction_time is not an ISO-8601 date-time",
+    "time_out_of_range": f"transaction_time before {MIN_TRANSACTION_TIME:%Y-%m-%d} or more than "
+    f"{MAX_FUTURE_SKEW} in the future",
+}
+_UNKNOWN_CODE_REASON = {"currency": "unknown_currency", "country": "unknown_country", "transaction_type": "bad_transaction_type"}
+
+
+class _Reject(Exception):
+    """Internal: carries a rejection reason out of a field check."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- field checks -----------------------------------------------------------------------------
+def _check_string(spec: FieldSpec, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Reject(f"wrong_type:{spec.name}")
+    text = value.strip()
+    if not text:
+        raise _Reject(f"empty_field:{spec.name}")
+    if len(text) > MAX_STRING_LENGTH:
+        raise _Reject(f"oversized_field:{spec.name}")
+    if spec.allowed is not None and text not in spec.allowed:
+        raise _Reject(f"{_UNKNOWN_CODE_REASON[spec.name]}:{text[:16]}")
+    return text
+
+
+def _check_amount(spec: FieldSpec, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _Reject(f"wrong_type:{spec.name}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a double
+        raise _Reject(f"absurd_value:{spec.name}") from None
+    if not math.isfinite(number):
+        raise _Reject(f"non_finite:{spec.name}")
+    if number <= 0.0:
+        raise _Reject(f"non_positive:{spec.name}")
+    if number > MAX_AMOUNT:
+        raise _Reject(f"absurd_value:{spec.name}")
+    return number
+
+
+def parse_transaction_time(value: Any, now: datetime | None = None) -> datetime:
+    """Parse an ISO-8601 string to a tz-aware UTC datetime within the accepted range.
+
+    Args:
+        value: the JSON value of transaction_time (naive strings mean UTC).
+        now: reference for the future bound (default: the current UTC time).
+
+    Raises:
+        ValueError: with the rejection code (wrong_type, unparseable_time, time_out_of_range).
+    """
+    try:
+        return _check_timestamp(FIELDS_BY_NAME["transaction_time"], value, now)
+    except _Reject as exc:
+        raise ValueError(exc.reason) from None
+
+
+def _check_timestamp(spec: FieldSpec, value: Any, now: datetime | None) -> datetime:
+    if not isinstance(value, str):
+        raise _Reject(f"wrong_type:{spec.name}")
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise _Reject("unparseable_time")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Reject("unparseable_time") from None
+    try:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _Reject("time_out_of_range") from None
+    latest = (now or datetime.now(UTC)) + MAX_FUTURE_SKEW
+    if parsed < MIN_TRANSACTION_TIME or parsed > latest:
+        raise _Reject("time_out_of_range")
+    return parsed
+
+
+def _check_field(spec: FieldSpec, value: Any, now: datetime | None) -> Any:
+    if spec.kind == "amount":
+        return _check_amount(spec, value)
+    if spec.kind == "timestamp":
+        return _check_timestamp(spec, value, now)
+    return _check_string(spec, value)
+
+
+# --- validation -------------------------------------------------------------------------------
+def validate_record(obj: Any, now: datetime | None = None) -> tuple[dict | None, str | None]:
+    """Check one decoded message and normalize it.
+
+    Args:
+        obj: the decoded JSON value (should be a dict).
+        now: reference time for the "not in the future" bound (default: now, UTC).
+
+    Returns:
+        ``(record, None)`` with exactly :data:`TRANSACTION_COLUMNS` as keys (absent optional fields
+        are None, strings stripped, amount a float, transaction_time a tz-aware UTC datetime),
+        or ``(None, reason)``. Unknown keys are dropped. Never raises.
+    """
+    if not isinstance(obj, Mapping):
+        return None, "not_an_object"
+    for name in REQUIRED_FIELDS:
+        if obj.get(name) is None:
+            return None, f"missing_field:{name}"
+    record: dict[str, Any] = {}
+    try:
+        for spec in FIELD_SPECS:
+            value = obj.get(spec.name)
+            if value is None or (not spec.required and isinstance(value, str) and not value.strip()):
+                record[spec.name] = None  # absent or empty optional field
+                continue
+            record[spec.name] = _check_field(spec, value, now)
+    except _Reject as exc:
+        return None, exc.reason
+    return record, None
+
+
+def validate_message(raw: bytes | str | None, now: datetime | None = None) -> tuple[dict | None, str | None]:
+    """Validate one Kafka value (bytes or str) against the message contract.
+
+    Args:
+        raw: the Kafka message value.
+        now: reference time for the future bound of transaction_time (default: now, UTC).
+
+    Returns:
+        ``(record, None)`` (see :func:`validate_record`) or ``(None, reason)`` with a short code
+        such as ``not_json``, ``missing_field:amount`` or ``unknown_currency:XYZ``. Never raises.
+    """
+    if raw is None:
+        return None, "empty_message"
+    if isinstance(raw, bytes | bytearray | memoryview):
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return None, "oversized_message"
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not_utf8"
+    elif isinstance(raw, str):
+        text = raw
+        if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+            return None, "oversized_message"
+    else:
+        return None, "wrong_type:message"
+    if not text.strip():
+        return None, "empty_message"
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, int digit limit, deep nesting
+        return None, "not_json"
+    return validate_record(obj, now)
+
+
+def validate_messages_frame(values: Iterable[bytes | str | None], now: datetime | None = None):
+    """Validate many Kafka values at once (e.g. a pandas batch inside Spark mapInPandas).
+
+    Args:
+        values: Kafka values, in order.
+        now: reference time for the future bound (default: now, UTC).
+
+    Returns:
+        pandas DataFrame, one row per value in the same order, with :data:`TRANSACTION_COLUMNS`
+        (transaction_time as datetime64[us, UTC], NaT/None on rejected rows) and ``reject_reason``
+        (None when the row is valid). Its Spark layout is :func:`spark_validated_schema`.
+    """
+    import pandas as pd
+
+    now = now or datetime.now(UTC)
+    rows: list[dict] = []
+    for raw in values:
+        record, reason = validate_message(raw, now)
+        rows.append(record if record is not None else dict.fromkeys(TRANSACTION_COLUMNS))
+        rows[-1][REJECT_REASON_COLUMN] = reason
+    frame = pd.DataFrame(rows, columns=[*TRANSACTION_COLUMNS, REJECT_REASON_COLUMN])
+    frame["amount"] = frame["amount"].astype("float64")
+    frame["transaction_time"] = pd.to_datetime(frame["transaction_time"], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+# --- serialization ----------------------------------------------------------------------------
+def format_transaction_time(value: datetime) -> str:
+    """ISO-8601 in UTC with a "Z" suffix (naive datetimes are taken as UTC)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def serialize_message(record: Mapping[str, Any]) -> bytes:
+    """Encode a transaction as the Kafka value: compact UTF-8 JSON of the contract's fields only.
+
+    Fields outside :data:`TRANSACTION_COLUMNS` (labels, scenario names) are never written; optional
+    fields that are None are omitted; transaction_time is ISO-8601 UTC ("...Z").
+
+    Raises:
+        KeyError: naming a missing required field.
+    """
+    out: dict[str, Any] = {}
+    for spec in FIELD_SPECS:
+        value = record.get(spec.name)
+        if value is None:
+            if spec.required:
+                raise KeyError(f"serialize_message: required field {spec.name!r} is missing")
+            continue
+        if spec.kind == "timestamp":
+            out[spec.name] = format_transaction_time(value) if isinstance(value, datetime) else str(value)
+        elif spec.kind == "amount":
+            out[spec.name] = float(value)
+        else:
+            out[spec.name] = str(value)
+    return json.dumps(out, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+# --- Spark ------------------------------------------------------------------------------------
+def spark_message_schema(parsed_time: bool = False):
+    """pyspark StructType of the message fields in :data:`TRANSACTION_COLUMNS` order.
+
+    Args:
+        parsed_time: False (default) gives the wire layout (transaction_time as string, for
+            from_json); True gives transaction_time as TimestampType (a validated record).
+    """
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+
+    def spark_type(spec: FieldSpec):
+        if spec.kind == "amount":
+            return DoubleType()
+        if spec.kind == "timestamp" and parsed_time:
+            return TimestampType()
+        return StringType()
+
+    return StructType([StructField(spec.name, spark_type(spec), nullable=True) for spec in FIELD_SPECS])
+
+
+def spark_validated_schema():
+    """StructType of :func:`validate_messages_frame` output: parsed fields plus ``reject_reason``."""
+    from pyspark.sql.types import StringType, StructField
+
+    schema = spark_message_schema(parsed_time=True)
+    return schema.add(StructField(REJECT_REASON_COLUMN, StringType(), nullable=True))
