@@ -92,3 +92,19 @@ demo: stack-up
 	@echo "The stack is up. Still missing from the demo loop (open issues): training, streaming job."
 
 demo-stop: stack-down
+
+# ---------------------------------------------------------------- streaming job
+SPARK_SUBMIT = $(VENV)/bin/spark-submit --master 'local[2]' --driver-memory 3g \
+    --conf spark.sql.shuffle.partitions=4 \
+    --jars $(shell ls $(CURDIR)/$(JARS)/spark-kafka/*.jar 2>/dev/null | paste -sd, -)
+STREAM_ARGS ?=
+
+.PHONY: stream stream-bg stream-stop
+stream: stack-up   ## run the scoring job in the foreground (Ctrl-C stops it)
+	$(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
+
+stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs/streaming.log)
+	@$(PY) -m fraudops.jobs start streaming -- $(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
+
+stream-stop:
+	@$(PY) -m fraudops.jobs stop streaming

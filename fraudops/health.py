@@ -9,8 +9,8 @@ naming it and how to start it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fraudops.settings import Settings, load_settings
 
@@ -22,9 +22,10 @@ class ServiceStatus:
     address: str
     detail: str
     how_to_start: str = "make stack-up"
+    state: str | None = None  # shown instead of UP/DOWN (e.g. OFF: optional and not started)
 
     def line(self) -> str:
-        state = "UP  " if self.up else "DOWN"
+        state = self.state or ("UP  " if self.up else "DOWN")
         text = f"{self.name:10s} {state} {self.address:28s} {self.detail}"
         return text if self.up else f"{text}  -> start it with `{self.how_to_start}`"
 
@@ -86,6 +87,45 @@ def check_mlflow(settings: Settings) -> ServiceStatus:
         return ServiceStatus("mlflow", False, uri, _short(exc))
 
 
+def check_streaming_job(settings: Settings) -> ServiceStatus:
+    """The scoring job: its process (PID file of `make stream-bg`) and its last micro-batch.
+
+    A job that was never started is reported but is not a failure; one whose PID file remains
+    while its process is gone has crashed and is reported DOWN.
+    """
+    pid_file = settings.state_dir / "pids" / "streaming.pid"
+    pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
+    alive = pid is not None and Path(f"/proc/{pid}").exists()
+    last = _last_scoring_batch(settings)
+    detail = f"last batch {last}" if last else "no batch recorded yet"
+    if pid is None:
+        return ServiceStatus("streaming", True, "spark-submit", f"not started ({detail}); start: make stream-bg",
+                             "make stream-bg", state="OFF ")
+    return ServiceStatus("streaming", alive, f"pid {pid}", detail if alive else f"crashed ({detail})",
+                         "make stream-bg")
+
+
+def _last_scoring_batch(settings: Settings) -> str | None:
+    from fraudops.db import connect
+
+    try:
+        conn = connect(settings, timeout=3)
+    except ConnectionError:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT recorded_at, now() - recorded_at, metric_value, labels->>'model_version' "
+                "FROM monitoring_metrics WHERE source = 'streaming' AND metric_name = 'scored_rows' "
+                "ORDER BY recorded_at DESC LIMIT 1")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return f"{row[1].total_seconds():.0f}s ago: {row[2]:.0f} rows, model version {row[3]}"
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
@@ -97,6 +137,7 @@ SERVICE_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {
     "redis": check_redis,
     "mlflow": check_mlflow,
 }
+OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": check_streaming_job}
 
 
 def check_all(settings: Settings | None = None) -> list[ServiceStatus]:
@@ -105,7 +146,8 @@ def check_all(settings: Settings | None = None) -> list[ServiceStatus]:
 
 
 def main() -> int:
-    statuses = check_all()
+    settings = load_settings()
+    statuses = check_all(settings) + [check(settings) for check in OPTIONAL_CHECKS.values()]
     for status in statuses:
         print(status.line())
     down = [s.name for s in statuses if not s.up]

@@ -36,7 +36,8 @@ def build_spark_session(app_name: str, master: str | None = None, shuffle_partit
     if master:
         builder = builder.master(master)
     jars = spark_kafka_jars()
-    if jars and "spark.jars" not in os.environ.get("SPARK_SUBMIT_OPTS", ""):
+    # under spark-submit (the JVM started us: PYSPARK_GATEWAY_PORT is set) --jars already decided
+    if jars and "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.config("spark.jars", ",".join(jars))
     return (
         builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))

@@ -29,7 +29,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from fraudops.settings import PROJECT_ROOT, default_env_file, default_state_dir, read_env_file
 

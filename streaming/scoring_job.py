@@ -1,0 +1,234 @@
+"""The Spark Structured Streaming scoring job.
+
+Reads:  Kafka topic KAFKA_TOPIC (banking-transactions; earliest offsets on a first start) and
+        KAFKA_LABELS_TOPIC (transaction-labels); the Production model from the MLflow registry
+        (MODEL_URI); labels in PostgreSQL for the merchant risk snapshot.
+Writes: PostgreSQL transactions, fraud_alerts, quarantine, labels, monitoring_metrics,
+        audit_log; Redis fraud_alert:<transaction_id> and recent_fraud_alerts; Kafka
+        KAFKA_ALERTS_TOPIC (fraud-alerts). Checkpoints under --checkpoint-dir.
+
+Three queries share one Spark application:
+  scoring     Kafka -> validate -> per-user stateful features (RocksDB state store) -> merchant
+              risk -> the Production model (pandas UDF) -> sinks (effectively once: checkpointed
+              offsets + idempotent writes)
+  quarantine  Kafka -> validate -> rejected messages with their reason and offsets
+  labels      transaction-labels -> labels table
+
+Run (local stack):
+    make stream
+or directly:
+    spark-submit --master 'local[2]' \
+      --jars $(ls .cache/jars/spark-kafka/*.jar | paste -sd,) streaming/scoring_job.py
+On a cluster: the same line with --master spark://host:7077 and KAFKA_BROKERS etc. exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fraudops.schema import REJECT_REASON_COLUMN  # noqa: E402
+from fraudops.settings import Settings, load_settings  # noqa: E402
+
+log = logging.getLogger("streaming.scoring_job")
+
+
+@dataclass
+class JobOptions:
+    """Everything the job needs besides the settings (each has a CLI flag)."""
+
+    checkpoint_dir: Path
+    trigger_seconds: float = 1.0
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int = 50_000
+    pg_schema: str = "public"
+    redis_prefix: str = ""
+    topic: str | None = None
+    labels_topic: str | None = None
+    alerts_topic: str | None = None
+    model_uri: str | None = None
+    model_refresh_seconds: float = 10.0
+    merchant_refresh_seconds: float = 60.0
+    with_labels: bool = True
+    query_prefix: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def sink_targets(settings: Settings, options: JobOptions):
+    from streaming.sinks import SinkTargets
+
+    return SinkTargets(
+        postgres_dsn=settings.postgres_dsn, pg_schema=options.pg_schema,
+        redis_host=settings.redis_host, redis_port=settings.redis_port,
+        redis_password=settings.redis_password, redis_prefix=options.redis_prefix,
+        kafka_brokers=settings.kafka_brokers,
+        alerts_topic=options.alerts_topic or settings.kafka_alerts_topic,
+    )
+
+
+def kafka_stream(spark, settings: Settings, topic: str, options: JobOptions):
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_brokers)
+        .option("subscribe", topic)
+        .option("startingOffsets", options.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+
+
+def start_queries(spark, settings: Settings, options: JobOptions) -> list:
+    """Start the scoring, quarantine and (optionally) labels queries; returns them."""
+    from features.stream import add_stream_features
+    from streaming.batch_handlers import LabelsBatchWriter, QuarantineBatchWriter, ScoringBatchWriter
+    from streaming.merchant_risk import MerchantRiskCache
+    from streaming.metrics import progress_listener
+    from streaming.model_server import ModelServer
+    from streaming.sinks import pg_connect
+    from streaming.validation import parse_kafka_stream
+
+    targets = sink_targets(settings, options)
+    audit = _auditor(targets)
+    model = ModelServer(spark, options.model_uri or settings.model_uri, settings,
+                        refresh_seconds=options.model_refresh_seconds, audit=audit)
+    served = model.start()
+    log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
+    spark.streams.addListener(progress_listener(lambda: pg_connect(targets)))
+
+    topic = options.topic or settings.kafka_topic
+    trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
+    checkpoints = options.checkpoint_dir
+    validated = parse_kafka_stream(kafka_stream(spark, settings, topic, options))
+    valid = validated.filter(validated[REJECT_REASON_COLUMN].isNull()).drop(REJECT_REASON_COLUMN, "raw_value")
+    rejected = validated.filter(validated[REJECT_REASON_COLUMN].isNotNull())
+
+    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
+    scoring = ScoringBatchWriter(model, merchant_risk, targets)
+    queries = [
+        add_stream_features(valid).writeStream.queryName(f"{options.query_prefix}scoring")
+        .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / "scoring"))
+        .trigger(**trigger).start(),
+        rejected.writeStream.queryName(f"{options.query_prefix}quarantine")
+        .foreachBatch(QuarantineBatchWriter(targets))
+        .option("checkpointLocation", str(checkpoints / "quarantine")).trigger(**trigger).start(),
+    ]
+    if options.with_labels:
+        labels_topic = options.labels_topic or settings.kafka_labels_topic
+        queries.append(
+            kafka_stream(spark, settings, labels_topic, options).select("value", "topic", "partition", "offset", "timestamp")
+            .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
+            .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
+        )
+    return queries
+
+
+def _auditor(targets):
+    from streaming.metrics import record_audit
+    from streaming.sinks import pg_connect
+
+    def audit(event_type: str, details: dict) -> None:
+        conn = pg_connect(targets)
+        try:
+            record_audit(conn, event_type, details)
+        finally:
+            conn.close()
+
+    return audit
+
+
+def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
+    parser = argparse.ArgumentParser(description="Spark Structured Streaming fraud scoring job")
+    parser.add_argument("--checkpoint-dir", type=Path, default=settings.checkpoint_dir / "scoring-job")
+    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
+    parser.add_argument("--pg-schema", default="public")
+    parser.add_argument("--redis-prefix", default="")
+    parser.add_argument("--topic", default=None)
+    parser.add_argument("--labels-topic", default=None)
+    parser.add_argument("--alerts-topic", default=None)
+    parser.add_argument("--model-uri", default=None)
+    parser.add_argument("--model-refresh-seconds", type=float, default=10.0)
+    parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0)
+    parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
+    args = parser.parse_args(argv)
+    for name in ("trigger_seconds", "model_refresh_seconds", "merchant_refresh_seconds"):
+        if getattr(args, name) <= 0:
+            parser.error(f"argument --{name.replace('_', '-')}: must be > 0")
+    if args.max_offsets_per_trigger <= 0:
+        parser.error("argument --max-offsets-per-trigger: must be > 0")
+    return JobOptions(
+        checkpoint_dir=args.checkpoint_dir, trigger_seconds=args.trigger_seconds,
+        starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
+        pg_schema=args.pg_schema, redis_prefix=args.redis_prefix, topic=args.topic,
+        labels_topic=args.labels_topic, alerts_topic=args.alerts_topic, model_uri=args.model_uri,
+        model_refresh_seconds=args.model_refresh_seconds,
+        merchant_refresh_seconds=args.merchant_refresh_seconds, with_labels=not args.no_labels,
+    )
+
+
+def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20) -> int:
+    """Run the queries; when one fails (e.g. a sink is down), stop all and restart them from
+    their checkpoints with a growing pause. SIGTERM/SIGINT stop them cleanly."""
+    from streaming.model_server import ModelUnavailableError
+
+    stopping = {"flag": False}
+    queries: list = []
+
+    def stop(signum, _frame):
+        log.info("signal %s: stopping the queries", signum)
+        stopping["flag"] = True
+        for query in queries:
+            query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for attempt in range(max_restarts + 1):
+        try:
+            queries[:] = start_queries(spark, settings, options)
+        except ModelUnavailableError as exc:
+            log.error("%s", exc)
+            return 2
+        while not stopping["flag"] and all(q.isActive for q in queries):
+            time.sleep(0.5)
+        failed = [q for q in queries if not q.isActive and q.exception()]
+        for query in queries:
+            if query.isActive:
+                query.stop()
+        if stopping["flag"]:
+            return 0
+        for query in failed:
+            log.error("query %s failed: %s", query.name, str(query.exception()).splitlines()[0])
+        pause = min(60, 2 ** attempt)
+        log.error("restarting from the checkpoints in %ss (restart %d of %d)", pause, attempt + 1, max_restarts)
+        time.sleep(pause)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    options = parse_args(argv, settings)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from fraudops.spark_session import build_spark_session
+
+    spark = build_spark_session("fraud-scoring-job")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        return supervise(spark, settings, options)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

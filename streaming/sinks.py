@@ -1,0 +1,257 @@
+"""Sinks of the scoring job: PostgreSQL, Redis and the Kafka alerts topic.
+
+They run on the executors, one pandas chunk at a time (Spark mapInPandas), so writes scale with
+the cluster. Every target is a plain value resolved on the driver (:class:`SinkTargets`); each
+partition opens its own connections.
+
+* PostgreSQL: COPY into a temporary table, then ``INSERT .. ON CONFLICT DO NOTHING`` on
+  transaction_id: a replayed micro-batch never duplicates a row. transactions and fraud_alerts
+  commit together. A failure raises, which fails the micro-batch and the query restarts from its
+  checkpoint; nothing is swallowed.
+* Redis: ``fraud_alert:<transaction_id>`` = JSON with a TTL, plus the sorted set
+  ``recent_fraud_alerts`` (score = detection time), pipelined. Redis is a cache of PostgreSQL:
+  when it is down the batch still commits, the alerts it missed are counted, and the job copies
+  them from PostgreSQL once Redis is back (:func:`resync_redis_alerts`).
+* Kafka: one JSON message per alert on the alerts topic, key = transaction_id. Replays can
+  repeat a message (at-least-once); consumers deduplicate on the key.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from fraudops.tables import (
+    ALERT_INSERT_COLUMNS,
+    LABEL_INSERT_COLUMNS,
+    QUARANTINE_INSERT_COLUMNS,
+    REDIS_ALERT_KEY,
+    REDIS_RECENT_ALERTS_KEY,
+    TRANSACTION_INSERT_COLUMNS,
+)
+
+MAX_RAW_VALUE_CHARS = 4096  # quarantined raw values are cut to this length
+
+
+@dataclass(frozen=True)
+class SinkTargets:
+    """Where the sinks write; plain values only, safe to ship to executors."""
+
+    postgres_dsn: str
+    pg_schema: str
+    redis_host: str
+    redis_port: int
+    redis_password: str
+    redis_prefix: str
+    kafka_brokers: str
+    alerts_topic: str
+    alert_ttl_seconds: int = 7 * 86_400
+    recent_alerts_max: int = 10_000
+
+    def redis_alert_key(self, transaction_id: str) -> str:
+        return self.redis_prefix + REDIS_ALERT_KEY.format(transaction_id=transaction_id)
+
+    @property
+    def redis_recent_key(self) -> str:
+        return self.redis_prefix + REDIS_RECENT_ALERTS_KEY
+
+
+# Spark DDL of the per-partition statistics the scored-rows writer yields
+WRITE_STATS_DDL = "rows long, alerts long, redis_missed long, latencies array<double>"
+
+
+def pg_connect(targets: SinkTargets):
+    import psycopg2
+
+    conn = psycopg2.connect(targets.postgres_dsn, connect_timeout=10)
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', %s, false)", (targets.pg_schema,))
+    conn.commit()
+    return conn
+
+
+def as_utc(values: pd.Series) -> pd.Series:
+    """Spark hands timestamps to pandas as naive values in the session zone (UTC): mark them UTC."""
+    values = pd.to_datetime(values)
+    return values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+
+
+def _csv_buffer(frame: pd.DataFrame) -> io.StringIO:
+    buffer = io.StringIO()
+    frame = frame.copy()
+    for name in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[name]):
+            frame[name] = as_utc(frame[name])
+    frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+    buffer.seek(0)
+    return buffer
+
+
+def copy_upsert(cur, table: str, frame: pd.DataFrame, columns: list[str], conflict: str) -> int:
+    """COPY ``frame[columns]`` into a temp copy of ``table``, then INSERT .. ON CONFLICT ``conflict``.
+
+    Returns the number of rows inserted now (0 for rows already there).
+    """
+    if frame.empty:
+        return 0
+    temp = f"incoming_{table}"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    cols = ", ".join(columns)
+    cur.copy_expert(f"COPY {temp} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", _csv_buffer(frame[columns]))
+    cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT {conflict}")
+    return cur.rowcount
+
+
+def alert_rows(scored: pd.DataFrame, detection_time: datetime) -> pd.DataFrame:
+    alerts = scored.loc[scored["is_fraud"].astype(bool)].copy()
+    alerts["detection_time"] = detection_time
+    return alerts
+
+
+def alert_payload(row: dict) -> str:
+    """The alert as JSON, the same text in Redis and on the alerts topic."""
+    return json.dumps({key: _plain(row[key]) for key in ALERT_INSERT_COLUMNS}, separators=(",", ":"))
+
+
+def _plain(value):
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_scored_chunk(conn, scored: pd.DataFrame, targets: SinkTargets) -> tuple[pd.DataFrame, int]:
+    """Write transactions and their alerts in one PostgreSQL transaction.
+
+    Returns (alerts as rows, number of transactions inserted now).
+    """
+    alerts = alert_rows(scored, pd.Timestamp.now(tz="UTC"))
+    with conn.cursor() as cur:
+        inserted = copy_upsert(cur, "transactions", scored, TRANSACTION_INSERT_COLUMNS, "(transaction_id) DO NOTHING")
+        copy_upsert(cur, "fraud_alerts", alerts, ALERT_INSERT_COLUMNS, "(transaction_id) DO NOTHING")
+    conn.commit()
+    return alerts, inserted
+
+
+def push_alerts_to_redis(alerts: pd.DataFrame, targets: SinkTargets) -> int:
+    """SET each alert with its TTL and add it to the recent-alerts sorted set.
+
+    Returns how many alerts could NOT be written (Redis down): the caller reports the gap.
+    """
+    if alerts.empty:
+        return 0
+    import redis
+
+    client = redis.Redis(host=targets.redis_host, port=targets.redis_port,
+                         password=targets.redis_password or None, socket_timeout=5,
+                         socket_connect_timeout=3)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for row in alerts.to_dict("records"):
+            pipe.set(targets.redis_alert_key(row["transaction_id"]), alert_payload(row),
+                     ex=targets.alert_ttl_seconds)
+            pipe.zadd(targets.redis_recent_key, {row["transaction_id"]: row["detection_time"].timestamp()})
+        pipe.zremrangebyrank(targets.redis_recent_key, 0, -targets.recent_alerts_max - 1)
+        pipe.execute()
+        return 0
+    except redis.RedisError:
+        return len(alerts)
+    finally:
+        client.close()
+
+
+def publish_alerts(alerts: pd.DataFrame, targets: SinkTargets) -> None:
+    """Produce the alerts to the alerts topic and wait for the broker's acknowledgement."""
+    if alerts.empty:
+        return
+    from confluent_kafka import KafkaException, Producer
+
+    producer = Producer({"bootstrap.servers": targets.kafka_brokers, "enable.idempotence": True,
+                         "linger.ms": 5, "message.timeout.ms": 30_000})
+    errors: list[str] = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(str(err))
+
+    for row in alerts.to_dict("records"):
+        producer.produce(targets.alerts_topic, key=row["transaction_id"].encode(),
+                         value=alert_payload(row).encode(), on_delivery=on_delivery)
+    remaining = producer.flush(30)
+    if remaining or errors:
+        raise KafkaException(f"alerts topic {targets.alerts_topic}: {remaining} undelivered, errors {errors[:3]}")
+
+
+def scored_rows_writer(targets: SinkTargets):
+    """A mapInPandas function: writes scored rows, yields one statistics row per chunk."""
+
+    def write(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        conn = pg_connect(targets)
+        try:
+            for scored in chunks:
+                if scored.empty:
+                    continue
+                alerts, _ = write_scored_chunk(conn, scored, targets)
+                committed = time.time()
+                produced = (as_utc(scored["produced_at"]) - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+                latencies = committed - produced
+                missed = push_alerts_to_redis(alerts, targets)
+                publish_alerts(alerts, targets)
+                yield pd.DataFrame({"rows": [len(scored)], "alerts": [len(alerts)], "redis_missed": [missed],
+                                    "latencies": [latencies.astype("float64")]})
+        finally:
+            conn.close()
+
+    return write
+
+
+def quarantine_writer(targets: SinkTargets):
+    """A mapInPandas function: writes rejected messages to quarantine, yields counts."""
+
+    def write(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        conn = pg_connect(targets)
+        try:
+            for rejected in chunks:
+                if rejected.empty:
+                    continue
+                with conn.cursor() as cur:
+                    copy_upsert(cur, "quarantine", rejected, QUARANTINE_INSERT_COLUMNS,
+                                "(kafka_topic, kafka_partition, kafka_offset) DO NOTHING")
+                conn.commit()
+                yield pd.DataFrame({"rows": [len(rejected)]})
+        finally:
+            conn.close()
+
+    return write
+
+
+def upsert_labels(conn, labels: pd.DataFrame) -> int:
+    """Insert labels; a newer label of the same source replaces the older one."""
+    with conn.cursor() as cur:
+        n = copy_upsert(
+            cur, "labels", labels, LABEL_INSERT_COLUMNS,
+            "(transaction_id, source) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, "
+            "labeled_at = EXCLUDED.labeled_at WHERE labels.labeled_at <= EXCLUDED.labeled_at",
+        )
+    conn.commit()
+    return n
+
+
+def resync_redis_alerts(conn, targets: SinkTargets, since: datetime) -> int:
+    """Copy alerts detected since ``since`` from PostgreSQL to Redis (after Redis was down).
+
+    Returns the number of alerts still missing (non-zero when Redis is still down).
+    """
+    cols = ", ".join(ALERT_INSERT_COLUMNS)
+    alerts = pd.read_sql_query(f"SELECT {cols} FROM fraud_alerts WHERE detection_time >= %(since)s",
+                               conn, params={"since": since})
+    conn.rollback()
+    return push_alerts_to_redis(alerts, targets)
