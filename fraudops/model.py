@@ -300,28 +300,40 @@ def log_fraud_model(
     Args:
         pipeline: fitted sklearn Pipeline from :func:`build_pipeline`.
         metadata: threshold, feature-set version and feature columns of this model.
-        input_example: a few rows of feature columns (prepared with :func:`prepare_model_input`).
+        input_example: a few rows holding the feature columns.
         name: model name inside the run.
-        registered_model_name: also register it under this name (None: don't).
+        registered_model_name: also register it under this name (None: don't; the pipelines
+            register through fraudops.registry so the version gets its tags).
 
     Returns:
         mlflow ModelInfo (``model_uri``, ``model_id`` ...).
     """
-    example = prepare_model_input(input_example, metadata.numeric_features, metadata.categorical_features)
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline_path = save_pipeline(pipeline, Path(tmp))
         return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=FraudModel(),
-            artifacts={PIPELINE_ARTIFACT: str(pipeline_path)},
-            code_paths=[str(FRAUDOPS_PACKAGE_DIR)],
-            signature=model_signature(metadata.numeric_features, metadata.categorical_features),
-            input_example=example.head(5),
-            model_config=metadata.to_config(),
-            metadata=metadata.to_config(),
-            registered_model_name=registered_model_name,
-            pip_requirements=_pip_requirements(),
+            name=name, registered_model_name=registered_model_name,
+            **_pyfunc_arguments(pipeline, metadata, input_example, Path(tmp)),
         )
+
+
+def save_fraud_model(path: str | Path, pipeline, metadata: ModelMetadata, input_example: pd.DataFrame) -> Path:
+    """Save the same pyfunc as :func:`log_fraud_model` to a local folder (no tracking server)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pyfunc.save_model(path=str(path), **_pyfunc_arguments(pipeline, metadata, input_example, Path(tmp)))
+    return Path(path)
+
+
+def _pyfunc_arguments(pipeline, metadata: ModelMetadata, input_example: pd.DataFrame, tmp: Path) -> dict[str, Any]:
+    example = prepare_model_input(input_example, metadata.numeric_features, metadata.categorical_features)
+    return {
+        "python_model": FraudModel(),
+        "artifacts": {PIPELINE_ARTIFACT: str(save_pipeline(pipeline, tmp))},
+        "code_paths": [str(FRAUDOPS_PACKAGE_DIR)],
+        "signature": model_signature(metadata.numeric_features, metadata.categorical_features),
+        "input_example": example.head(5),
+        "model_config": metadata.to_config(),
+        "metadata": metadata.to_config(),
+        "pip_requirements": _pip_requirements(),
+    }
 
 
 def _pip_requirements() -> list[str]:
