@@ -345,6 +345,52 @@ def serialize_message(record: Mapping[str, Any]) -> bytes:
     return json.dumps(out, separators=(",", ":"), allow_nan=True).encode("utf-8")
 
 
+# --- labels (topic transaction-labels) ----------------------------------------------------------
+LABEL_FIELDS: tuple[str, ...] = ("transaction_id", "is_fraud", "source", "labeled_at")
+LABEL_SOURCES: tuple[str, ...] = ("chargeback", "no_dispute", "analyst_review")
+
+
+def serialize_label(label: Mapping[str, Any]) -> bytes:
+    """Encode a label message: {"transaction_id", "is_fraud": 0|1, "source", "labeled_at": ISO UTC}."""
+    labeled_at = label["labeled_at"]
+    return json.dumps(
+        {
+            "transaction_id": str(label["transaction_id"]),
+            "is_fraud": int(label["is_fraud"]),
+            "source": str(label["source"]),
+            "labeled_at": format_transaction_time(labeled_at) if isinstance(labeled_at, datetime) else str(labeled_at),
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def validate_label(raw: bytes | str | None) -> tuple[dict | None, str | None]:
+    """Decode and check one label message; returns (label with labeled_at as UTC datetime, None) or (None, reason)."""
+    if raw is None:
+        return None, "empty_message"
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError, TypeError):
+        return None, "not_json"
+    if not isinstance(obj, dict):
+        return None, "not_an_object"
+    for name in LABEL_FIELDS:
+        if obj.get(name) is None:
+            return None, f"missing_field:{name}"
+    if not isinstance(obj["transaction_id"], str) or not obj["transaction_id"].strip():
+        return None, "wrong_type:transaction_id"
+    if obj["is_fraud"] not in (0, 1) or isinstance(obj["is_fraud"], float):
+        return None, "wrong_type:is_fraud"
+    if obj["source"] not in LABEL_SOURCES:
+        return None, f"bad_source:{str(obj['source'])[:16]}"
+    try:
+        labeled_at = parse_transaction_time(obj["labeled_at"])
+    except ValueError as exc:
+        return None, f"{exc}:labeled_at"
+    return {"transaction_id": obj["transaction_id"].strip(), "is_fraud": int(obj["is_fraud"]),
+            "source": obj["source"], "labeled_at": labeled_at}, None
+
+
 # --- Spark ------------------------------------------------------------------------------------
 def spark_message_schema(parsed_time: bool = False):
     """pyspark StructType of the message fields in :data:`TRANSACTION_COLUMNS` order.
