@@ -43,6 +43,8 @@ def build_spark_session(app_name: str, master: str | None = None, shuffle_partit
         builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
         .config("spark.sql.session.timeZone", "UTC")
+        # no empty micro-batches: the per-user state is pruned when the user's next event comes
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))

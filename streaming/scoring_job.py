@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
@@ -60,7 +60,6 @@ class JobOptions:
     merchant_refresh_seconds: float = 60.0
     with_labels: bool = True
     query_prefix: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def sink_targets(settings: Settings, options: JobOptions):
@@ -87,8 +86,30 @@ def kafka_stream(spark, settings: Settings, topic: str, options: JobOptions):
     )
 
 
-def start_queries(spark, settings: Settings, options: JobOptions) -> list:
-    """Start the scoring, quarantine and (optionally) labels queries; returns them."""
+@dataclass
+class RunningJob:
+    """The job's queries and its progress listener; :meth:`stop` stops both."""
+
+    spark: object
+    queries: list
+    listener: object
+
+    def process_all_available(self) -> None:
+        for query in self.queries:
+            query.processAllAvailable()
+
+    def stop(self) -> None:
+        for query in self.queries:
+            if query.isActive:
+                query.stop()
+        self.spark.streams.removeListener(self.listener)
+
+    def failures(self) -> list:
+        return [q for q in self.queries if not q.isActive and q.exception()]
+
+
+def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
+    """Start the scoring, quarantine and (optionally) labels queries."""
     from features.stream import add_stream_features
     from streaming.batch_handlers import LabelsBatchWriter, QuarantineBatchWriter, ScoringBatchWriter
     from streaming.merchant_risk import MerchantRiskCache
@@ -103,7 +124,8 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> list:
                         refresh_seconds=options.model_refresh_seconds, audit=audit)
     served = model.start()
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
-    spark.streams.addListener(progress_listener(lambda: pg_connect(targets)))
+    listener = progress_listener(lambda: pg_connect(targets))
+    spark.streams.addListener(listener)
 
     topic = options.topic or settings.kafka_topic
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
@@ -129,7 +151,7 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> list:
             .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
             .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
         )
-    return queries
+    return RunningJob(spark, queries, listener)
 
 
 def _auditor(targets):
@@ -183,28 +205,27 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
     from streaming.model_server import ModelUnavailableError
 
     stopping = {"flag": False}
-    queries: list = []
+    running: list[RunningJob] = []
 
     def stop(signum, _frame):
         log.info("signal %s: stopping the queries", signum)
         stopping["flag"] = True
-        for query in queries:
-            query.stop()
+        for job in running:
+            job.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for attempt in range(max_restarts + 1):
         try:
-            queries[:] = start_queries(spark, settings, options)
+            job = start_queries(spark, settings, options)
         except ModelUnavailableError as exc:
             log.error("%s", exc)
             return 2
-        while not stopping["flag"] and all(q.isActive for q in queries):
+        running[:] = [job]
+        while not stopping["flag"] and all(q.isActive for q in job.queries):
             time.sleep(0.5)
-        failed = [q for q in queries if not q.isActive and q.exception()]
-        for query in queries:
-            if query.isActive:
-                query.stop()
+        failed = job.failures()
+        job.stop()
         if stopping["flag"]:
             return 0
         for query in failed:

@@ -1,0 +1,130 @@
+"""Helpers for the streaming job's tests: a small registered model, an isolated namespace
+(PostgreSQL schema, Redis key prefix, Kafka topics, checkpoint folder) and Kafka I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.batch import compute_features
+from features.definition import CATEGORICAL_FEATURES, FEATURE_SET_VERSION, NUMERIC_FEATURES
+from fraudops.db import apply_migrations
+from fraudops.simulator import generate_history
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Everything one streaming test writes to, unique to that test."""
+
+    pg_schema: str
+    redis_prefix: str
+    topic: str
+    labels_topic: str
+    alerts_topic: str
+    checkpoint_dir: Path
+
+
+def small_history(days: int = 6, customers: int = 150, seed: int = 7) -> pd.DataFrame:
+    return generate_history(days=days, customers=customers, fraud_ratio=0.03, seed=seed)
+
+
+def train_and_register(settings, model_name: str, history: pd.DataFrame, seed: int = 0,
+                       threshold: float = 0.5) -> str:
+    """Fit a small HistGradientBoosting model on ``history``, log it as the FraudModel pyfunc,
+    register it under ``model_name`` and make it Production. Returns the version number."""
+    import mlflow
+
+    from fraudops.model import ModelMetadata, build_pipeline, log_fraud_model, prepare_model_input
+    from fraudops.registry import (
+        TAG_FEATURE_SET_VERSION,
+        TAG_THRESHOLD,
+        configure_tracking,
+        promote_to_production,
+        register_model_version,
+    )
+
+    configure_tracking(settings)
+    featured = compute_features(history)
+    x = prepare_model_input(featured, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
+    pipeline = build_pipeline("hist_gradient_boosting", NUMERIC_FEATURES, CATEGORICAL_FEATURES,
+                              params={"max_iter": 30}, seed=seed)
+    pipeline.fit(x, featured["is_fraud"].astype(int))
+    metadata = ModelMetadata(decision_threshold=threshold, threshold_objective="fixed_for_test",
+                             feature_set_version=FEATURE_SET_VERSION,
+                             numeric_features=tuple(NUMERIC_FEATURES),
+                             categorical_features=tuple(CATEGORICAL_FEATURES),
+                             model_type="hist_gradient_boosting")
+    mlflow.set_experiment(f"tests-{model_name}")
+    with mlflow.start_run() as run:
+        info = log_fraud_model(pipeline, metadata, x.head(5))
+    version = register_model_version(info.model_uri, model_name,
+                                     {TAG_THRESHOLD: threshold, TAG_FEATURE_SET_VERSION: FEATURE_SET_VERSION},
+                                     run_id=run.info.run_id)
+    promote_to_production(model_name, version.version)
+    return str(version.version)
+
+
+def make_namespace(pg_conn, settings, unique_name: str, tmp_path: Path, partitions: int = 2) -> Namespace:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    ns = Namespace(pg_schema=f"s_{unique_name}", redis_prefix=f"{unique_name}:",
+                   topic=f"tx-{unique_name}", labels_topic=f"labels-{unique_name}",
+                   alerts_topic=f"alerts-{unique_name}", checkpoint_dir=tmp_path / "checkpoints")
+    apply_migrations(pg_conn, ns.pg_schema)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    futures = admin.create_topics([NewTopic(ns.topic, partitions, 1), NewTopic(ns.labels_topic, 1, 1),
+                                   NewTopic(ns.alerts_topic, 1, 1)])
+    for future in futures.values():
+        future.result(timeout=30)
+    return ns
+
+
+def drop_namespace(pg_conn, ns: Namespace) -> None:
+    pg_conn.rollback()
+    with pg_conn, pg_conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{ns.pg_schema}" CASCADE')
+
+
+def produce(settings, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Produce (key, value) pairs and wait until the broker has them all."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": settings.kafka_brokers, "linger.ms": 5,
+                         "message.max.bytes": 16 * 1024 * 1024})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    assert producer.flush(60) == 0, "messages not delivered"
+
+
+def consume_all(settings, topic: str, group: str, expected: int, timeout: float = 60.0) -> list:
+    from confluent_kafka import Consumer
+
+    from tests.polling import assert_eventually
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_brokers, "group.id": group,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    received: list = []
+
+    def poll_some():
+        for msg in consumer.consume(500, 1.0):
+            if msg.error() is None:
+                received.append(msg)
+        return len(received) >= expected
+
+    try:
+        assert_eventually(poll_some, timeout=timeout, interval=0.1, message=f"{expected} messages on {topic}")
+    finally:
+        consumer.close()
+    return received
+
+
+def count(pg_conn, ns: Namespace, table: str, where: str = "TRUE") -> int:
+    with pg_conn.cursor() as cur:
+        cur.execute(f'SELECT count(*) FROM "{ns.pg_schema}".{table} WHERE {where}')
+        value = cur.fetchone()[0]
+    pg_conn.rollback()
+    return value
