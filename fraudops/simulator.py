@@ -28,6 +28,7 @@ import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
@@ -685,8 +686,7 @@ def scenario_summary(history: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- live mode ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LiveEvent:
+class LiveEvent(NamedTuple):
     """One event of the live stream, in event-time order.
 
     Attributes:
@@ -708,11 +708,15 @@ class LiveEvent:
     fraud_scenario: str | None = None
 
 
-def customers_for_rate(rate_per_second: float, minimum: int = 2000) -> int:
-    """Customers needed so that the simulated clock keeps pace with the wall clock at this rate."""
+def customers_for_rate(rate_per_second: float, minimum: int = 2000, maximum: int = 50_000) -> int:
+    """Customers whose natural activity matches ``rate_per_second``, within [minimum, maximum].
+
+    With that many customers the simulated clock keeps pace with the wall clock (up to about
+    ``maximum * 2.5 / 86400`` = 1.4 tx/s for the default maximum; faster producers run ahead).
+    """
     if rate_per_second <= 0:
         return minimum
-    return max(minimum, math.ceil(rate_per_second * 86_400 / MEAN_TX_PER_CUSTOMER_DAY))
+    return int(min(maximum, max(minimum, math.ceil(rate_per_second * 86_400 / MEAN_TX_PER_CUSTOMER_DAY))))
 
 
 class LiveSimulator:
@@ -722,7 +726,7 @@ class LiveSimulator:
     natural spacing; a producer emitting faster than ``customers * 2.5 / 86400`` transactions per
     second runs ahead of the wall clock (see :func:`customers_for_rate`). For each fraud, a label
     event (source "chargeback") follows ``label_delay`` later in event time; with
-    ``genuine_labels`` genuine transactions get a "no_dispute" label after ``genuine_label_delay``.
+    ``genuine_labels`` genuine transactions get a label (source "simulator") after ``genuine_label_delay``.
 
     Example:
         >>> sim = LiveSimulator(seed=7, fraud_ratio=0.05)
@@ -814,7 +818,7 @@ def _label_message(transaction_id: str, is_fraud: int, due_ms: int) -> dict:
     return {
         "transaction_id": transaction_id,
         "is_fraud": is_fraud,
-        "source": "chargeback" if is_fraud else "no_dispute",
+        "source": "chargeback" if is_fraud else "simulator",
         "labeled_at": datetime.fromtimestamp(due_ms / 1000, UTC),
     }
 
