@@ -72,7 +72,9 @@ CATEGORICAL_FEATURE_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Raw column behind each categorical feature.
-CATEGORICAL_SOURCE_COLUMNS: dict[str, str] = {name: name.removeprefix("cat_") for name in CATEGORICAL_FEATURE_DESCRIPTIONS}
+CATEGORICAL_SOURCE_COLUMNS: dict[str, str] = {
+    name: name.removeprefix("cat_") for name in CATEGORICAL_FEATURE_DESCRIPTIONS
+}
 
 NUMERIC_FEATURES: list[str] = list(NUMERIC_FEATURE_DESCRIPTIONS)
 CATEGORICAL_FEATURES: list[str] = list(CATEGORICAL_FEATURE_DESCRIPTIONS)
@@ -80,7 +82,14 @@ FEATURE_COLUMNS: list[str] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 FEATURE_DESCRIPTIONS: dict[str, str] = {**NUMERIC_FEATURE_DESCRIPTIONS, **CATEGORICAL_FEATURE_DESCRIPTIONS}
 
 # Features computable from the transaction alone (the "stateless only" baseline of issue 4).
-STATELESS_FEATURES: list[str] = ["amount", "log_amount", "hour", "is_night", "is_weekend", *CATEGORICAL_FEATURES]
+STATELESS_FEATURES: list[str] = [
+    "amount",
+    "log_amount",
+    "hour",
+    "is_night",
+    "is_weekend",
+    *CATEGORICAL_FEATURES,
+]
 STATEFUL_FEATURES: list[str] = [name for name in FEATURE_COLUMNS if name not in STATELESS_FEATURES]
 
 # Raw input columns the feature code reads (merchant/merchant_id only to identify the merchant).

@@ -1,0 +1,117 @@
+"""Spark batch path: the same features as features.batch.compute_features, computed on Spark.
+
+Per user, groupBy("user_id").applyInPandas replays the user's whole history through
+features.user_state.user_window_features (the function the streaming processor calls); per
+merchant, a cogroup of transactions and labels applies
+features.merchant.merchant_features_point_in_time. For histories too large for one pandas
+frame; results equal compute_features (row order aside).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from features.batch import HISTORY_LABEL_COLUMNS
+from features.definition import REQUIRED_INPUT_COLUMNS
+from features.merchant import (
+    DEFAULT_LABEL_DELAY,
+    LABEL_TIME_COLUMNS,
+    MERCHANT_FEATURES,
+    merchant_features_point_in_time,
+    normalize_labels,
+)
+from features.spark_columns import (
+    attach_merchant_risk,
+    check_utc_session,
+    merchant_key_column,
+    require_columns,
+    schema_with_features,
+    select_output,
+    with_optional_spark_columns,
+)
+from features.stream import PROCESSOR_FEATURES, features_for_user_events
+
+_KEY = "_merchant_key"
+
+
+def _user_features(df: DataFrame) -> DataFrame:
+    schema = schema_with_features(df.schema, PROCESSOR_FEATURES)
+    columns = schema.fieldNames()
+
+    def per_user(events: pd.DataFrame) -> pd.DataFrame:
+        out, _ = features_for_user_events(None, events)
+        return out[columns]
+
+    return df.groupBy("user_id").applyInPandas(per_user, schema)
+
+
+def _labels_with_merchant(
+    df: DataFrame, labels_df: DataFrame | None, use_history_labels: bool
+) -> DataFrame | None:
+    """Labels with their transaction's merchant columns, or None when there are none."""
+    if labels_df is not None:
+        require_columns(labels_df, ["transaction_id", "is_fraud"], "labels_df")
+        time_column = next((c for c in LABEL_TIME_COLUMNS if c in labels_df.columns), None)
+        if time_column is None:
+            raise ValueError(f"labels_df needs one of {list(LABEL_TIME_COLUMNS)}; has {labels_df.columns}")
+        merchants = df.select("transaction_id", "merchant", "merchant_id")
+        return labels_df.select(
+            "transaction_id",
+            F.col("is_fraud").cast("int").alias("is_fraud"),
+            F.col(time_column).alias("labeled_at"),
+        ).join(merchants, "transaction_id", "inner")
+    if use_history_labels and all(c in df.columns for c in HISTORY_LABEL_COLUMNS):
+        return df.select(
+            "transaction_id",
+            F.col("is_fraud").cast("int").alias("is_fraud"),
+            F.col("label_time").alias("labeled_at"),
+            "merchant",
+            "merchant_id",
+        )
+    return None
+
+
+def _merchant_features(df: DataFrame, labels: DataFrame, label_delay) -> DataFrame:
+    keyed = df.withColumn(_KEY, merchant_key_column())
+    schema = schema_with_features(keyed.schema, MERCHANT_FEATURES)
+    columns = schema.fieldNames()
+
+    def per_merchant(transactions: pd.DataFrame, merchant_labels: pd.DataFrame) -> pd.DataFrame:
+        known = normalize_labels(merchant_labels) if len(merchant_labels) else None
+        feats = merchant_features_point_in_time(transactions, known, label_delay)
+        return pd.concat([transactions, feats], axis=1)[columns]
+
+    right = labels.withColumn(_KEY, merchant_key_column()).groupBy(_KEY)
+    return keyed.groupBy(_KEY).cogroup(right).applyInPandas(per_merchant, schema).drop(_KEY)
+
+
+def add_features_spark(
+    df: DataFrame,
+    labels_df: DataFrame | None = None,
+    label_delay=DEFAULT_LABEL_DELAY,
+    use_history_labels: bool = True,
+) -> DataFrame:
+    """Return ``df`` (a batch DataFrame of raw transactions) with FEATURE_COLUMNS added.
+
+    Args:
+        df: raw transactions (transaction_time a TimestampType; session time zone UTC).
+        labels_df: (transaction_id, is_fraud, labeled_at or label_time), or None to use the
+            history's own is_fraud/label_time when ``use_history_labels``.
+        label_delay: a label is usable at labeled_at + label_delay (timedelta or seconds).
+        use_history_labels: see ``labels_df``.
+
+    Raises:
+        ValueError: a required column is missing or the session time zone is not UTC.
+    """
+    require_columns(df, REQUIRED_INPUT_COLUMNS, "df")
+    check_utc_session(df)
+    input_columns = list(df.columns)
+    featured = _user_features(with_optional_spark_columns(df))
+    labels = _labels_with_merchant(featured, labels_df, use_history_labels)
+    if labels is None:
+        featured = attach_merchant_risk(featured, None)
+    else:
+        featured = _merchant_features(featured, labels, label_delay)
+    return select_output(featured, input_columns)

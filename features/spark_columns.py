@@ -1,0 +1,116 @@
+"""Spark-side helpers shared by the Spark batch path and the streaming path.
+
+Schemas of the feature columns and of the per-user state, the merchant identity as a Spark
+column (twin of features.stateless.merchant_key), and the merchant-risk join. Importing this
+module imports pyspark but starts nothing.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, OPTIONAL_INPUT_COLUMNS
+from features.merchant import MERCHANT_FEATURES, smoothed_fraud_rate
+from features.user_state import SEEN_KINDS, UserState
+
+_STATE_FIELD_TYPES = {
+    "time_us": T.LongType(),
+    "transaction_id": T.StringType(),
+    "amount": T.DoubleType(),
+    "country": T.StringType(),
+    **{f"seen_{k}": T.StringType() for k in SEEN_KINDS},
+    **{f"seen_{k}_time_us": T.LongType() for k in SEEN_KINDS},
+}
+USER_STATE_SCHEMA = T.StructType(
+    [
+        T.StructField(name, T.ArrayType(_STATE_FIELD_TYPES[name], containsNull=False))
+        for name in UserState.RECORD_FIELDS
+    ]
+)
+
+
+def feature_field(name: str) -> T.StructField:
+    """Spark type of a feature column: string for categoricals, double otherwise."""
+    return T.StructField(name, T.StringType() if name in CATEGORICAL_FEATURES else T.DoubleType(), True)
+
+
+def schema_with_features(input_schema: T.StructType, features: list[str]) -> T.StructType:
+    """``input_schema`` (amount as double) followed by the ``features`` not already in it."""
+    fields = [
+        T.StructField("amount", T.DoubleType(), f.nullable) if f.name == "amount" else f
+        for f in input_schema.fields
+    ]
+    names = set(input_schema.fieldNames())
+    return T.StructType(fields + [feature_field(name) for name in features if name not in names])
+
+
+def require_columns(df: DataFrame, columns: list[str], argument: str) -> None:
+    """Raise ValueError naming the columns ``df`` lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{argument} is missing column(s) {missing}; has {df.columns}")
+
+
+def with_optional_spark_columns(df: DataFrame) -> DataFrame:
+    """Add absent optional raw columns as null strings and make amount a double."""
+    for name in OPTIONAL_INPUT_COLUMNS:
+        if name not in df.columns:
+            df = df.withColumn(name, F.lit(None).cast(T.StringType()))
+    return df.withColumn("amount", F.col("amount").cast(T.DoubleType()))
+
+
+def check_utc_session(df: DataFrame) -> None:
+    """Raise unless the session time zone is UTC (pandas UDFs read naive times as UTC)."""
+    zone = df.sparkSession.conf.get("spark.sql.session.timeZone")
+    if zone not in ("UTC", "Etc/UTC", "GMT", "Z", "+00:00"):
+        raise ValueError(
+            f"spark.sql.session.timeZone is {zone!r}; the feature code needs UTC "
+            "(fraudops.spark_session.build_spark_session sets it)"
+        )
+
+
+def merchant_key_column() -> Column:
+    """merchant_id when present, else merchant (same rule as features.stateless.merchant_key)."""
+    return F.coalesce(F.col("merchant_id").cast(T.StringType()), F.col("merchant").cast(T.StringType()))
+
+
+def attach_merchant_risk(df: DataFrame, merchant_risk: DataFrame | None = None) -> DataFrame:
+    """Set MERCHANT_FEATURES of ``df`` from a merchant-risk snapshot (replacing any present).
+
+    Works on a streaming DataFrame (stream-static broadcast join) or on a micro-batch inside
+    foreachBatch (join a freshly loaded snapshot there to pick up new labels).
+
+    Args:
+        df: rows with merchant and merchant_id columns.
+        merchant_risk: a Spark DataFrame of features.merchant.merchant_risk_snapshot output
+            (merchant_key, merchant_label_count, merchant_fraud_rate, ...), or None: every
+            merchant at the prior (no labels known).
+    """
+    no_labels_rate = float(smoothed_fraud_rate(0.0, 0.0))
+    base = df.drop(*MERCHANT_FEATURES)
+    if merchant_risk is None:
+        return base.withColumn("merchant_fraud_rate", F.lit(no_labels_rate)).withColumn(
+            "merchant_label_count", F.lit(0.0)
+        )
+    require_columns(
+        merchant_risk, ["merchant_key", "merchant_label_count", "merchant_fraud_rate"], "merchant_risk"
+    )
+    risk = merchant_risk.select(
+        F.col("merchant_key").alias("_risk_merchant_key"),
+        F.col("merchant_fraud_rate").cast(T.DoubleType()).alias("_risk_rate"),
+        F.col("merchant_label_count").cast(T.DoubleType()).alias("_risk_count"),
+    )
+    joined = base.join(F.broadcast(risk), merchant_key_column() == F.col("_risk_merchant_key"), "left")
+    return (
+        joined.withColumn("merchant_fraud_rate", F.coalesce(F.col("_risk_rate"), F.lit(no_labels_rate)))
+        .withColumn("merchant_label_count", F.coalesce(F.col("_risk_count"), F.lit(0.0)))
+        .drop("_risk_merchant_key", "_risk_rate", "_risk_count")
+    )
+
+
+def select_output(df: DataFrame, input_columns: list[str]) -> DataFrame:
+    """The input columns (in order) followed by FEATURE_COLUMNS (in order)."""
+    extra = [name for name in FEATURE_COLUMNS if name not in input_columns]
+    return df.select(*input_columns, *extra)

@@ -1,0 +1,103 @@
+"""Streaming features: the per-user state in Spark's state store, the same pure function inside.
+
+:func:`add_stream_features` takes a streaming DataFrame of parsed transactions and returns it
+with FEATURE_COLUMNS added. Per user_id, a transformWithStateInPandas processor keeps a
+:class:`features.user_state.UserState` in a ValueState (RocksDB provider) and calls
+:func:`features.user_state.user_window_features` on each micro-batch's events of that user: the
+same function the training path replays history through. The state expires by TTL
+(processing time) a day after the seen-items horizon, by which time its content is already
+logically expired, so eviction never changes a feature.
+
+Use (the streaming job, with foreachBatch sinks):
+    features_df = add_stream_features(parsed_df, merchant_risk_df)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+
+from features.definition import FEATURE_COLUMNS, REQUIRED_INPUT_COLUMNS, SEEN_HORIZON_SECONDS
+from features.merchant import MERCHANT_FEATURES
+from features.spark_columns import (
+    USER_STATE_SCHEMA,
+    attach_merchant_risk,
+    check_utc_session,
+    require_columns,
+    schema_with_features,
+    select_output,
+    with_optional_spark_columns,
+)
+from features.stateless import epoch_micros, stateless_features
+from features.user_state import UserState, user_window_features
+
+STATE_TTL_MS = (SEEN_HORIZON_SECONDS + 86_400) * 1_000
+PROCESSOR_FEATURES = [name for name in FEATURE_COLUMNS if name not in MERCHANT_FEATURES]
+
+
+def features_for_user_events(
+    prior_state: UserState | None, events: pd.DataFrame
+) -> tuple[pd.DataFrame, UserState]:
+    """``events`` plus the user and stateless features, and the user's new state."""
+    user, new_state = user_window_features(prior_state, events)
+    stateless = stateless_features(events, epoch_micros(events["transaction_time"]))
+    out = events.assign(amount=stateless["amount"].to_numpy())
+    for name in PROCESSOR_FEATURES:
+        if name != "amount":
+            out[name] = (user[name] if name in user.columns else stateless[name]).to_numpy()
+    return out, new_state
+
+
+class UserFeatureProcessor(StatefulProcessor):
+    """transformWithStateInPandas processor: one UserState per user_id."""
+
+    def __init__(self, output_columns: list[str]):
+        self.output_columns = output_columns
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.state = handle.getValueState("user_state", USER_STATE_SCHEMA, STATE_TTL_MS)
+
+    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        events = pd.concat(list(rows), ignore_index=True)
+        prior = UserState.from_record(self.state.get()) if self.state.exists() else None
+        out, new_state = features_for_user_events(prior, events)
+        self.state.update(new_state.to_record())
+        yield out[self.output_columns]
+
+    def close(self) -> None:
+        pass
+
+
+def add_stream_features(stream_df: DataFrame, merchant_risk_df: DataFrame | None = None) -> DataFrame:
+    """Add FEATURE_COLUMNS to a streaming DataFrame of parsed transactions.
+
+    Args:
+        stream_df: streaming (or batch) DataFrame with the raw columns of the message contract
+            (transaction_time a TimestampType); other columns are carried through unchanged.
+            Events of one user should arrive in event-time order across micro-batches (Kafka
+            keyed by user_id gives that); deduplicate replays before this step.
+        merchant_risk_df: a snapshot from features.merchant.merchant_risk_snapshot as a Spark
+            DataFrame (stream-static broadcast join), or None: merchant features at the prior;
+            then refresh them per micro-batch with features.spark_columns.attach_merchant_risk.
+
+    Returns:
+        A DataFrame with the input columns followed by FEATURE_COLUMNS (outputMode append).
+
+    Raises:
+        ValueError: a required column is missing or the session time zone is not UTC.
+    """
+    require_columns(stream_df, REQUIRED_INPUT_COLUMNS, "stream_df")
+    check_utc_session(stream_df)
+    input_columns = list(stream_df.columns)
+    prepared = with_optional_spark_columns(stream_df)
+    schema = schema_with_features(prepared.schema, PROCESSOR_FEATURES)
+    featured = prepared.groupBy("user_id").transformWithStateInPandas(
+        statefulProcessor=UserFeatureProcessor(schema.fieldNames()),
+        outputStructType=schema,
+        outputMode="Append",
+        timeMode="ProcessingTime",
+    )
+    return select_output(attach_merchant_risk(featured, merchant_risk_df), input_columns)

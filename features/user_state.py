@@ -1,0 +1,358 @@
+"""Per-user stateful features: ONE pure function for training and streaming.
+
+:func:`user_window_features` takes a user's retained state and that user's new events and
+returns their features plus the new state. Training (features.batch) computes every user's
+history in one vectorised call of the same core (:func:`window_features`), which is what the
+streaming job's stateful processor (features.stream) computes micro-batch by micro-batch.
+
+Semantics (exact on both paths while events of a user arrive in event-time order):
+- A user's events are ordered by (transaction_time, transaction_id). "Earlier" means earlier in
+  that order, so a transaction never sees itself or anything after it; equal times are broken
+  by transaction_id.
+- A window of length W for an event at time t holds the earlier events with time > t - W.
+- "New" merchant/country/device: no earlier event of the user with that value within
+  SEEN_HORIZON_SECONDS.
+- The state keeps the events of the last LONGEST_WINDOW_SECONDS (relative to the user's newest
+  event) and the last-seen time of each merchant/country/device within SEEN_HORIZON_SECONDS,
+  bounded by MAX_HISTORY_EVENTS and MAX_SEEN_ITEMS (only pathological users reach the bounds).
+- An event older than the user's newest processed event (late) gets exact window features, but
+  its "new" flags are judged against everything already seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.definition import (
+    LONGEST_WINDOW_SECONDS,
+    MAX_HISTORY_EVENTS,
+    MAX_SEEN_ITEMS,
+    NO_PREVIOUS_SECONDS,
+    SEEN_HORIZON_SECONDS,
+    TINY_AMOUNT,
+    WINDOWS_SECONDS,
+)
+from features.stateless import MICROS_PER_SECOND, epoch_micros, merchant_key
+
+SEEN_KINDS = ("merchant", "country", "device")
+USER_FEATURES: list[str] = [
+    *(f"user_txn_count_{w}" for w in WINDOWS_SECONDS),
+    *(f"user_amount_sum_{w}" for w in WINDOWS_SECONDS),
+    *(f"user_amount_mean_{w}" for w in WINDOWS_SECONDS),
+    "user_seconds_since_prev",
+    "user_amount_ratio_30d",
+    "user_tiny_count_1h",
+    "user_other_country_count_24h",
+    "user_new_merchant",
+    "user_new_country",
+    "user_new_device",
+]
+_SEEN_HORIZON_US = SEEN_HORIZON_SECONDS * MICROS_PER_SECOND
+_LONGEST_WINDOW_US = LONGEST_WINDOW_SECONDS * MICROS_PER_SECOND
+_NO_TIME = np.iinfo(np.int64).min
+
+
+def _empty(dtype) -> np.ndarray:
+    return np.array([], dtype=dtype)
+
+
+@dataclass
+class UserState:
+    """What the stream remembers about one user between micro-batches.
+
+    Plain arrays and strings, so it round-trips through the Spark state store
+    (:meth:`to_record` / :meth:`from_record`).
+    """
+
+    time_us: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    transaction_id: np.ndarray = field(default_factory=lambda: _empty(object))
+    amount: np.ndarray = field(default_factory=lambda: _empty("float64"))
+    country: np.ndarray = field(default_factory=lambda: _empty(object))
+    seen_items: dict[str, np.ndarray] = field(default_factory=lambda: {k: _empty(object) for k in SEEN_KINDS})
+    seen_time_us: dict[str, np.ndarray] = field(
+        default_factory=lambda: {k: _empty("int64") for k in SEEN_KINDS}
+    )
+
+    RECORD_FIELDS = (
+        "time_us",
+        "transaction_id",
+        "amount",
+        "country",
+        *(f"seen_{k}" for k in SEEN_KINDS),
+        *(f"seen_{k}_time_us" for k in SEEN_KINDS),
+    )
+
+    def to_record(self) -> tuple:
+        """The state as a tuple of plain Python lists, in RECORD_FIELDS order."""
+        return (
+            [int(v) for v in self.time_us],
+            [str(v) for v in self.transaction_id],
+            [float(v) for v in self.amount],
+            [str(v) for v in self.country],
+            *([str(v) for v in self.seen_items[k]] for k in SEEN_KINDS),
+            *([int(v) for v in self.seen_time_us[k]] for k in SEEN_KINDS),
+        )
+
+    @classmethod
+    def from_record(cls, record) -> UserState:
+        """Rebuild a state from :meth:`to_record` output (lists or arrays, any sequence type)."""
+        if len(record) != len(cls.RECORD_FIELDS):
+            raise ValueError(f"user state record has {len(record)} fields, expected {len(cls.RECORD_FIELDS)}")
+        n = len(SEEN_KINDS)
+        items, times = record[4 : 4 + n], record[4 + n : 4 + 2 * n]
+
+        def arr(values, dtype):
+            return np.asarray(list(values) if values is not None else [], dtype=dtype)
+
+        return cls(
+            time_us=arr(record[0], "int64"),
+            transaction_id=arr(record[1], object),
+            amount=arr(record[2], "float64"),
+            country=arr(record[3], object),
+            seen_items={k: arr(v, object) for k, v in zip(SEEN_KINDS, items, strict=True)},
+            seen_time_us={k: arr(v, "int64") for k, v in zip(SEEN_KINDS, times, strict=True)},
+        )
+
+    def is_empty(self) -> bool:
+        return len(self.time_us) == 0 and all(len(v) == 0 for v in self.seen_items.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised building blocks. Arrays are "segmented": rows sorted by (segment, time); a segment
+# is one user (or one user-and-country pair). No Python loop over rows anywhere.
+# --------------------------------------------------------------------------------------------
+
+
+def count_at_or_before(data_seg, data_t, query_seg, query_t) -> np.ndarray:
+    """For each query, the number of data rows in segments < its segment, or in its segment with time <= its time.
+
+    With data sorted by (segment, time) this is the index of the first data row of the query's
+    segment that is later than the query time: a segmented ``searchsorted(side="right")``.
+    """
+    n_data = len(data_t)
+    segs = np.concatenate([np.asarray(data_seg, "int64"), np.asarray(query_seg, "int64")])
+    times = np.concatenate([np.asarray(data_t, "int64"), np.asarray(query_t, "int64")])
+    is_query = np.concatenate([np.zeros(n_data, "int8"), np.ones(len(query_t), "int8")])
+    order = np.lexsort((is_query, times, segs))  # data before queries at equal (segment, time)
+    sorted_is_query = is_query[order].astype(bool)
+    data_seen = np.cumsum(~sorted_is_query)
+    result = np.empty(len(query_t), dtype="int64")
+    result[order[sorted_is_query] - n_data] = data_seen[sorted_is_query]
+    return result
+
+
+def window_start(seg: np.ndarray, t: np.ndarray, width_us: int) -> np.ndarray:
+    """Index of the first row of each row's segment whose time is > its time - width."""
+    return count_at_or_before(seg, t, seg, t - width_us)
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(values) + 1, dtype=np.longdouble)
+    np.cumsum(values, dtype=np.longdouble, out=out[1:])
+    return out
+
+
+def _run_codes(*sorted_keys: np.ndarray) -> np.ndarray:
+    """Code of each row's run of equal key tuples, for rows already sorted by those keys."""
+    n = len(sorted_keys[0])
+    starts_run = np.zeros(n, dtype=bool)
+    starts_run[:1] = True
+    for key in sorted_keys:
+        starts_run[1:] |= key[1:] != key[:-1]
+    return np.cumsum(starts_run).astype("int64")
+
+
+def _same_group_window_counts(seg, group_code, t, width_us) -> np.ndarray:
+    """Per row, earlier rows of the same segment and group within the window."""
+    order = np.lexsort((np.arange(len(t)), group_code, seg))  # stable: keeps time order in group
+    combined = _run_codes(seg[order], group_code[order])
+    t_sorted = t[order]
+    counts_sorted = np.arange(len(t)) - window_start(combined, t_sorted, width_us)
+    counts = np.empty(len(t), dtype="int64")
+    counts[order] = counts_sorted
+    return counts
+
+
+def previous_occurrence_time(seg, item, t, seed_seg, seed_item, seed_t) -> np.ndarray:
+    """Time of the previous row of the same segment with the same item (seeds count as earlier rows).
+
+    Rows are sorted by (segment, time); a missing item (None/NaN) gets _NO_TIME and seeds a
+    row never. Returns _NO_TIME where there is no previous occurrence.
+    """
+    n = len(t)
+    all_items = np.concatenate([np.asarray(seed_item, object), np.asarray(item, object)])
+    codes, _ = pd.factorize(all_items, use_na_sentinel=True)
+    segs = np.concatenate([np.asarray(seed_seg, "int64"), np.asarray(seg, "int64")])
+    times = np.concatenate([np.asarray(seed_t, "int64"), np.asarray(t, "int64")])
+    position = np.concatenate([np.full(len(seed_t), -1, "int64"), np.arange(n)])
+    order = np.lexsort((position, codes, segs))
+    s_seg, s_code, s_t = segs[order], codes[order], times[order]
+    same_as_prev = np.zeros(len(order), dtype=bool)
+    same_as_prev[1:] = (s_seg[1:] == s_seg[:-1]) & (s_code[1:] == s_code[:-1]) & (s_code[1:] >= 0)
+    prev_sorted = np.full(len(order), _NO_TIME, dtype="int64")
+    prev_sorted[1:] = np.where(same_as_prev[1:], s_t[:-1], _NO_TIME)
+    is_row = position[order] >= 0
+    result = np.full(n, _NO_TIME, dtype="int64")
+    result[position[order][is_row]] = prev_sorted[is_row]
+    return result
+
+
+def _new_flag(item, t, prev_t) -> np.ndarray:
+    present = ~pd.isna(np.asarray(item, dtype=object))
+    unseen = (prev_t == _NO_TIME) | (t - prev_t > _SEEN_HORIZON_US)
+    return (present & unseen).astype("float64")
+
+
+def window_features(
+    seg: np.ndarray,
+    t: np.ndarray,
+    amount: np.ndarray,
+    items: dict[str, np.ndarray],
+    seeds: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
+    """USER_FEATURES of every row: the core that the batch and streaming paths both call.
+
+    Args:
+        seg: int64 user code of each row; rows sorted by (seg, t, transaction_id).
+        t: int64 event time in epoch microseconds.
+        amount: float64 amounts.
+        items: "merchant", "country", "device" -> object array (None where missing).
+        seeds: optional kind -> (seg, item, last_seen_us) of values seen before these rows.
+    """
+    seeds = seeds or {}
+    n = len(t)
+    index = np.arange(n)
+    out: dict[str, np.ndarray] = {}
+    amount_prefix = _prefix(amount)
+    starts = {w: window_start(seg, t, s * MICROS_PER_SECOND) for w, s in WINDOWS_SECONDS.items()}
+    for w, lo in starts.items():
+        count = index - lo
+        total = (amount_prefix[index] - amount_prefix[lo]).astype("float64")
+        out[f"user_txn_count_{w}"] = count.astype("float64")
+        out[f"user_amount_sum_{w}"] = total
+        out[f"user_amount_mean_{w}"] = np.divide(total, count, out=np.zeros(n), where=count > 0)
+    has_prev = np.zeros(n, dtype=bool)
+    has_prev[1:] = seg[1:] == seg[:-1]
+    gap = np.full(n, NO_PREVIOUS_SECONDS)
+    gap[1:] = np.where(has_prev[1:], (t[1:] - t[:-1]) / MICROS_PER_SECOND, NO_PREVIOUS_SECONDS)
+    out["user_seconds_since_prev"] = np.minimum(gap, NO_PREVIOUS_SECONDS)
+    mean_30d = out["user_amount_mean_30d"]
+    out["user_amount_ratio_30d"] = np.divide(amount, mean_30d, out=np.ones(n), where=mean_30d > 0)
+    tiny_prefix = np.concatenate([[0], np.cumsum(amount < TINY_AMOUNT)])
+    out["user_tiny_count_1h"] = (tiny_prefix[index] - tiny_prefix[starts["1h"]]).astype("float64")
+    country_code, _ = pd.factorize(np.asarray(items["country"], dtype=object))
+    same_country = _same_group_window_counts(seg, country_code, t, WINDOWS_SECONDS["24h"] * MICROS_PER_SECOND)
+    out["user_other_country_count_24h"] = out["user_txn_count_24h"] - same_country
+    for kind in SEEN_KINDS:
+        s_seg, s_item, s_t = seeds.get(kind, (_empty("int64"), _empty(object), _empty("int64")))
+        prev_t = previous_occurrence_time(seg, items[kind], t, s_seg, s_item, s_t)
+        out[f"user_new_{kind}"] = _new_flag(items[kind], t, prev_t)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Event frames -> arrays, and the per-user streaming step.
+# --------------------------------------------------------------------------------------------
+
+
+def event_arrays(events: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Arrays the core needs from raw events: time, id, amount and the seen-item values."""
+    if "device_id" in events.columns:
+        device = events["device_id"].to_numpy(object)
+        device = np.where(pd.isna(device), None, device)
+    else:
+        device = np.full(len(events), None, dtype=object)
+    return {
+        "time_us": epoch_micros(events["transaction_time"]),
+        "transaction_id": events["transaction_id"].to_numpy(object).astype(str).astype(object),
+        "amount": events["amount"].to_numpy("float64"),
+        "merchant": merchant_key(events).to_numpy(object),
+        "country": events["country"].to_numpy(object),
+        "device": device,
+    }
+
+
+def _seen_after(state: UserState, kind: str, items: np.ndarray, times: np.ndarray, newest_us: int):
+    """Last-seen times of one kind after adding (items, times); expired and excess items dropped."""
+    all_items = np.concatenate([state.seen_items[kind], items])
+    all_times = np.concatenate([state.seen_time_us[kind], times])
+    present = ~pd.isna(all_items)
+    unique_items, inverse = np.unique(all_items[present].astype(str), return_inverse=True)
+    last = np.full(len(unique_items), _NO_TIME, dtype="int64")
+    np.maximum.at(last, inverse, all_times[present])
+    keep = last >= newest_us - _SEEN_HORIZON_US
+    unique_items, last = unique_items[keep], last[keep]
+    if len(last) > MAX_SEEN_ITEMS:  # most recently seen first, ties by item; then back to item order
+        ranked = np.lexsort((unique_items, -last))[:MAX_SEEN_ITEMS]
+        ranked.sort()
+        unique_items, last = unique_items[ranked], last[ranked]
+    return unique_items.astype(object), last
+
+
+def _next_state(state: UserState, combined: dict[str, np.ndarray], new_rows: np.ndarray) -> UserState:
+    """State after processing: the last 30 days of events and the unexpired seen items."""
+    newest = int(combined["time_us"].max())
+    keep = np.flatnonzero(combined["time_us"] > newest - _LONGEST_WINDOW_US)[-MAX_HISTORY_EVENTS:]
+    seen_items, seen_times = {}, {}
+    for kind in SEEN_KINDS:
+        items = combined[kind][new_rows]
+        seen_items[kind], seen_times[kind] = _seen_after(
+            state, kind, items, combined["time_us"][new_rows], newest
+        )
+    return UserState(
+        time_us=combined["time_us"][keep],
+        transaction_id=combined["transaction_id"][keep],
+        amount=combined["amount"][keep],
+        country=combined["country"][keep],
+        seen_items=seen_items,
+        seen_time_us=seen_times,
+    )
+
+
+def user_window_features(
+    prior_state: UserState | None, events: pd.DataFrame
+) -> tuple[pd.DataFrame, UserState]:
+    """Features of one user's new events given the state left by the user's earlier events.
+
+    Args:
+        prior_state: state returned by the previous call for this user, or None for a new user.
+        events: the user's new raw events (any order; the raw columns of the message contract).
+
+    Returns:
+        (features, new_state): ``features`` has USER_FEATURES columns and the index of ``events``;
+        ``new_state`` is what to store for the next call.
+    """
+    state = prior_state if prior_state is not None else UserState()
+    new = event_arrays(events)
+    n_hist, n_new = len(state.time_us), len(new["time_us"])
+    no_items = np.full(n_hist, None, dtype=object)
+    combined = {
+        "time_us": np.concatenate([state.time_us, new["time_us"]]),
+        "transaction_id": np.concatenate([state.transaction_id, new["transaction_id"]]),
+        "amount": np.concatenate([state.amount, new["amount"]]),
+        "country": np.concatenate([state.country, new["country"]]),
+        "merchant": np.concatenate([no_items, new["merchant"]]),
+        "device": np.concatenate([no_items, new["device"]]),
+    }
+    # Sort by (time, transaction_id). History rows carry no merchant/device (the seeds do).
+    order = np.lexsort((combined["transaction_id"].astype(str), combined["time_us"]))
+    sorted_cols = {k: v[order] for k, v in combined.items()}
+    items = {k: sorted_cols[k] for k in SEEN_KINDS}
+    seeds = {
+        k: (np.zeros(len(state.seen_items[k]), "int64"), state.seen_items[k], state.seen_time_us[k])
+        for k in SEEN_KINDS
+    }
+    feats = window_features(
+        np.zeros(len(order), "int64"), sorted_cols["time_us"], sorted_cols["amount"], items, seeds
+    )
+    is_new_sorted = order >= n_hist
+    sorted_position = np.empty(n_new, dtype="int64")
+    sorted_position[order[is_new_sorted] - n_hist] = np.flatnonzero(is_new_sorted)
+    features = pd.DataFrame(
+        {name: feats[name][sorted_position] for name in USER_FEATURES}, index=events.index
+    )
+    new_positions = np.arange(n_hist, n_hist + n_new)
+    return features, _next_state(state, combined, new_positions)
