@@ -15,6 +15,7 @@ The CLI with MLflow logging is pipelines/validate.py (`mlflow run . -e validate 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +145,9 @@ def _result_failure(result, frame: pd.DataFrame) -> ExpectationFailure:
 
 def _run_suite(frame: pd.DataFrame, document: dict[str, Any], parameters: dict[str, Any]):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:  # GE logs its internals at INFO; keep them out of reports
+        gx_logger.setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
