@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.spark_columns import attach_merchant_risk
-from fraudops.tables import TRANSACTION_INSERT_COLUMNS
+from fraudops.tables import LABEL_SOURCES, TRANSACTION_INSERT_COLUMNS
 from streaming.metrics import latency_summary, record_audit, record_metrics
 from streaming.sinks import (
     WRITE_STATS_DDL,
@@ -118,7 +118,7 @@ class QuarantineBatchWriter:
             log.warning("batch %s: %d message(s) quarantined", batch_id, count)
 
 
-LABEL_SOURCES_ACCEPTED = ("chargeback", "analyst", "simulator", "import")
+
 
 
 def parse_label_messages(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -148,7 +148,7 @@ def _parse_label(value) -> tuple[dict | None, str | None]:
         return None, "label:bad_transaction_id"
     if not isinstance(is_fraud, bool) and is_fraud not in (0, 1):
         return None, "label:bad_is_fraud"
-    if source not in LABEL_SOURCES_ACCEPTED:
+    if source not in LABEL_SOURCES:
         return None, f"label:bad_source:{str(source)[:32]}"
     try:
         labeled_at = pd.Timestamp(obj.get("labeled_at") or datetime.now(UTC))
