@@ -226,10 +226,14 @@ class FraudModel(mlflow.pyfunc.PythonModel):
         self.pipeline = sio.load(context.artifacts[PIPELINE_ARTIFACT], trusted=SKOPS_TRUSTED_TYPES)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
         frame = prepare_model_input(
             pd.DataFrame(model_input), self.metadata.numeric_features, self.metadata.categorical_features
         )
-        return fraud_probability(self.pipeline, frame)
+        # one thread per call: Spark already runs one task per core, more threads only contend
+        with threadpool_limits(limits=1):
+            return fraud_probability(self.pipeline, frame)
 
 
 def fraud_probability(pipeline, frame: pd.DataFrame) -> np.ndarray:
@@ -339,7 +343,7 @@ def _pyfunc_arguments(pipeline, metadata: ModelMetadata, input_example: pd.DataF
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "cloudpickle")
+    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "cloudpickle", "threadpoolctl")
     return [f"{p}=={version(p)}" for p in packages]
 
 

@@ -106,8 +106,8 @@ def derive_time_split(
     _check_order([("test_start", start), ("test_end", end)])
     warmup = pd.Timedelta(days=DEFAULT_WARMUP_DAYS if warmup_days is None else warmup_days)
     warmup = min(warmup, (fit_end - first) * MAX_WARMUP_SHARE) if warmup_days is None else warmup
-    fit_start = first + warmup
-    validation_start = fit_end - (fit_end - fit_start) * validation_fraction
+    fit_start = (first + warmup).ceil("h")
+    validation_start = (fit_end - (fit_end - fit_start) * validation_fraction).floor("h")
     _check_order([("train_start", fit_start), ("validation_start", validation_start), ("train_end", fit_end)])
     return TimeSplit(first, fit_start, validation_start, fit_end, start, end)
 

@@ -1,0 +1,432 @@
+"""Train a fraud model on an out-of-time split, log it to MLflow and register a new version.
+
+Reads:  labelled history in the raw message schema plus ``is_fraud`` (Parquet or CSV, --data), or
+        generates it with fraudops.simulator when --data is empty (--samples, --fraud-ratio).
+Writes: an MLflow run (params, metrics, plots/, the pyfunc model ``model``, the drift reference
+        sample ``reference/features.parquet``) and, unless --register false, a new version of the
+        registered model (tags decision_threshold, feature_set_version, model_type).
+
+Periods (pipelines.splits): features are computed on the whole history, then sliced: warm-up rows
+only feed the stateful features, the estimator fits on [train_start, validation_start), the
+decision threshold maximizes F1 on [validation_start, train_end), and the reported test_* metrics
+come from [test_start, test_end), ``gap_days`` after the end of training.
+
+Run:
+    python -m pipelines.train --model-type hist_gradient_boosting --data data/history.parquet
+    mlflow run . -e train --env-manager local -P data=data/history.parquet -P model_type=logistic
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipelines.evaluation_metrics import (
+    THRESHOLD_OBJECTIVE,
+    choose_threshold,
+    evaluate_scored_rows,
+    metrics_by_scenario,
+)
+from pipelines.splits import SplitFrames, TimeSplit, derive_time_split, event_times, split_frames
+
+log = logging.getLogger("pipelines.train")
+
+DEFAULT_EXPERIMENT = "fraud-detection"
+LABEL_COLUMN = "is_fraud"
+SCENARIO_COLUMN = "fraud_scenario"
+DEFAULT_HISTORY_DAYS = 30
+DEFAULT_CUSTOMERS = 2000
+REFERENCE_SAMPLE_ROWS = 20_000
+IMPORTANCE_GENUINE_ROWS = 5_000
+SCORED_ROW_COLUMNS = ["transaction_id", "user_id", "transaction_time", "amount", "score", "label"]
+
+
+# --- data ---------------------------------------------------------------------------------------
+def load_history(data: str | Path) -> pd.DataFrame:
+    """Read labelled history (Parquet, or CSV by extension) and check its label column.
+
+    Raises:
+        FileNotFoundError: naming the path; ValueError naming ``is_fraud`` when absent or unusable.
+    """
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"data={str(data)!r} does not exist")
+    history = pd.read_csv(path) if path.suffix.lower() in (".csv", ".gz") else pd.read_parquet(path)
+    return check_labels(history, f"data={str(data)!r}")
+
+
+def check_labels(history: pd.DataFrame, source: str = "history") -> pd.DataFrame:
+    """``history`` with ``is_fraud`` as int 0/1; ValueError naming the column if missing or not 0/1."""
+    if LABEL_COLUMN not in history.columns:
+        raise ValueError(f"{source} has no {LABEL_COLUMN!r} label column")
+    labels = history[LABEL_COLUMN]
+    if labels.isna().any():
+        raise ValueError(f"{source}.{LABEL_COLUMN} has {int(labels.isna().sum())} missing value(s)")
+    normalized = labels.map(lambda v: {True: 1, False: 0, "true": 1, "false": 0, "True": 1, "False": 0}.get(v, v))
+    if not normalized.isin([0, 1]).all():
+        raise ValueError(f"{source}.{LABEL_COLUMN} must be 0/1 or true/false")
+    return history.assign(**{LABEL_COLUMN: normalized.astype("int64")})
+
+
+def generate_training_history(samples: int, fraud_ratio: float, seed: int = 42) -> pd.DataFrame:
+    """Simulated history: 30 days; customers sized for ``samples`` transactions (0: 2000 customers)."""
+    from fraudops.simulator import MEAN_TX_PER_CUSTOMER_DAY, generate_history
+
+    customers = DEFAULT_CUSTOMERS
+    if samples > 0:
+        customers = max(20, math.ceil(samples / (DEFAULT_HISTORY_DAYS * MEAN_TX_PER_CUSTOMER_DAY)))
+    return generate_history(days=DEFAULT_HISTORY_DAYS, customers=customers, fraud_ratio=fraud_ratio, seed=seed)
+
+
+def featurize_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The history's rows plus FEATURE_COLUMNS, point in time (labels usable only once known)."""
+    from features.batch import compute_features
+
+    return compute_features(history)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Featurized history, its periods and the rows of each period."""
+
+    featurized: pd.DataFrame
+    split: TimeSplit
+    frames: SplitFrames
+    source: str
+
+
+def prepare_data(data: str = "", samples: int = 0, fraud_ratio: float = 0.008, seed: int = 42,
+                 train_end=None, test_start=None, test_end=None, gap_days: float = 2.0) -> PreparedData:
+    """Load (or generate) history, compute features on all of it, then split by time.
+
+    Args:
+        data: Parquet/CSV path; empty to generate with the simulator.
+        samples: approximate number of generated transactions (0: 30 days x 2000 customers).
+        fraud_ratio: fraud ratio of generated data.
+        seed: simulator seed.
+        train_end, test_start, test_end: period boundaries (ISO strings; empty: derived).
+        gap_days: days between the end of training and the test period.
+    """
+    if data:
+        history, source = load_history(data), str(data)
+    else:
+        history = check_labels(generate_training_history(samples, fraud_ratio, seed), "simulated history")
+        source = f"simulator(samples={samples}, fraud_ratio={fraud_ratio}, seed={seed})"
+    featurized = featurize_history(history)
+    split = derive_time_split(event_times(featurized), train_end, test_start, test_end, gap_days)
+    return PreparedData(featurized, split, split_frames(featurized, split, LABEL_COLUMN), source)
+
+
+# --- fitting and scoring ------------------------------------------------------------------------
+def feature_lists(feature_set: str = "all") -> tuple[list[str], list[str]]:
+    """(numeric, categorical) columns of ``feature_set``: ``all`` or ``stateless`` (the baseline)."""
+    from features.definition import CATEGORICAL_FEATURES, NUMERIC_FEATURES, STATELESS_FEATURES
+
+    if feature_set == "all":
+        return list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    if feature_set == "stateless":
+        return ([c for c in NUMERIC_FEATURES if c in STATELESS_FEATURES],
+                [c for c in CATEGORICAL_FEATURES if c in STATELESS_FEATURES])
+    raise ValueError(f"feature_set={feature_set!r} must be 'all' or 'stateless'")
+
+
+def fit_pipeline(model_type: str, fit_rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
+                 params: Mapping[str, Any] | None = None, seed: int = 42):
+    """Fit the sklearn Pipeline of ``model_type`` on ``fit_rows``."""
+    from fraudops.model import build_pipeline, prepare_model_input
+
+    pipeline = build_pipeline(model_type, numeric, categorical, params=params, seed=seed)
+    return pipeline.fit(prepare_model_input(fit_rows, numeric, categorical), fit_rows[LABEL_COLUMN].to_numpy())
+
+
+def score_rows(pipeline, rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> np.ndarray:
+    """P(fraud) of ``rows`` with a fitted pipeline (same path as the pyfunc)."""
+    from fraudops.model import fraud_probability, prepare_model_input
+
+    return fraud_probability(pipeline, prepare_model_input(rows, numeric, categorical))
+
+
+def scored_frame(rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """transaction_id, user_id, transaction_time, amount, score, label (+ fraud_scenario if present)."""
+    out = rows[["transaction_id", "user_id", "transaction_time", "amount"]].copy()
+    out["transaction_time"] = pd.to_datetime(out["transaction_time"], utc=True, format="ISO8601")
+    out["score"] = scores
+    out["label"] = rows[LABEL_COLUMN].astype(int).to_numpy()
+    if SCENARIO_COLUMN in rows.columns:
+        out[SCENARIO_COLUMN] = rows[SCENARIO_COLUMN].to_numpy()
+    return out
+
+
+def permutation_importances(pipeline, rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
+                            seed: int = 42) -> dict[str, float]:
+    """Drop in average precision when each input column is shuffled (all frauds + a genuine sample)."""
+    from sklearn.inspection import permutation_importance
+
+    from fraudops.model import prepare_model_input
+
+    fraud = rows[rows[LABEL_COLUMN] == 1]
+    genuine = rows[rows[LABEL_COLUMN] == 0]
+    sample = pd.concat([fraud, genuine.sample(min(len(genuine), IMPORTANCE_GENUINE_ROWS), random_state=seed)])
+    result = permutation_importance(
+        pipeline, prepare_model_input(sample, numeric, categorical), sample[LABEL_COLUMN].to_numpy(),
+        scoring="average_precision", n_repeats=2, random_state=seed,
+    )
+    return dict(zip([*numeric, *categorical], result.importances_mean.tolist()))
+
+
+# --- MLflow logging -----------------------------------------------------------------------------
+def log_finite_metrics(metrics: Mapping[str, float]) -> None:
+    """Log the metrics that are finite numbers (MLflow rejects NaN in some stores)."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(float(v))})
+
+
+def log_scenario_metrics(prefix: str, per_scenario: Mapping[str, Mapping[str, float]]) -> None:
+    """Log recall and mean score per fraud scenario."""
+    import mlflow
+
+    for scenario, values in per_scenario.items():
+        mlflow.log_metrics({f"{prefix}_recall_{scenario}": values["recall"],
+                            f"{prefix}_mean_score_{scenario}": values["mean_score"]})
+
+
+def log_plots(test_scored: pd.DataFrame, threshold: float, importances: Mapping[str, float]) -> None:
+    """ROC, PR, confusion matrix at the threshold, calibration (test) and feature importance."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from pipelines import plots
+
+    y, s = test_scored["label"].to_numpy(), test_scored["score"].to_numpy()
+    figures = {
+        "plots/roc_curve.png": plots.roc_curve_figure(y, s),
+        "plots/precision_recall_curve.png": plots.precision_recall_figure(y, s, threshold),
+        "plots/confusion_matrix.png": plots.confusion_matrix_figure(y, s, threshold),
+        "plots/calibration.png": plots.calibration_figure(y, s),
+        "plots/feature_importance.png": plots.feature_importance_figure(importances),
+    }
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
+        plt.close(figure)
+
+
+def reference_sample(rows: pd.DataFrame, scores: np.ndarray, columns: Sequence[str], seed: int = 42) -> pd.DataFrame:
+    """Up to 20k training rows: transaction_time, feature columns, score, label (drift reference)."""
+    frame = rows[["transaction_time", *columns]].assign(score=scores, label=rows[LABEL_COLUMN].to_numpy())
+    return frame.sample(min(len(frame), REFERENCE_SAMPLE_ROWS), random_state=seed).sort_index()
+
+
+def log_reference(sample: pd.DataFrame) -> None:
+    """Log the drift reference as run artifact ``reference/features.parquet``."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "features.parquet"
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="reference")
+
+
+def log_split(prepared: PreparedData) -> None:
+    """Period boundaries, row and fraud counts, data source."""
+    import mlflow
+
+    frames = prepared.frames
+    mlflow.log_params({**prepared.split.as_params(), "data_source": prepared.source[:490]})
+    for name in ("fit", "validation", "test"):
+        rows = getattr(frames, name)
+        mlflow.log_params({f"{name}_rows": len(rows), f"{name}_frauds": int(rows[LABEL_COLUMN].sum())})
+
+
+# --- training -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_id: str
+    model_uri: str
+    version: str | None
+    threshold: float
+    metrics: dict[str, float]
+    split: TimeSplit
+
+
+@dataclass(frozen=True)
+class FittedEvaluation:
+    """A fitted pipeline's threshold (chosen on validation) and its scored periods."""
+
+    threshold: float
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def evaluate_fitted(pipeline, frames: SplitFrames, numeric: Sequence[str], categorical: Sequence[str]) -> FittedEvaluation:
+    """Choose the threshold on validation (max F1), then measure validation and test at it."""
+    validation = scored_frame(frames.validation, score_rows(pipeline, frames.validation, numeric, categorical))
+    choice = choose_threshold(validation["label"], validation["score"])
+    test = scored_frame(frames.test, score_rows(pipeline, frames.test, numeric, categorical))
+    metrics = {f"val_{k}": v for k, v in evaluate_scored_rows(validation, choice.threshold).items()}
+    metrics.update({f"test_{k}": v for k, v in evaluate_scored_rows(test, choice.threshold).items()})
+    return FittedEvaluation(choice.threshold, validation, test, metrics)
+
+
+def log_training_params(prepared: PreparedData, model_type: str, params: Mapping[str, Any] | None,
+                        feature_set: str, seed: int) -> None:
+    """Model type, effective estimator params, feature set, threshold objective, periods."""
+    import mlflow
+
+    from features.definition import FEATURE_SET_VERSION
+    from fraudops.model import DEFAULT_PARAMS
+
+    effective = {**DEFAULT_PARAMS[model_type], **dict(params or {})}
+    mlflow.log_params({"model_type": model_type, "feature_set": feature_set, "feature_set_version": FEATURE_SET_VERSION,
+                       "threshold_objective": THRESHOLD_OBJECTIVE, "seed": seed,
+                       **{f"param_{k}": v for k, v in effective.items()}})
+    log_split(prepared)
+
+
+def train_in_active_run(prepared: PreparedData, model_type: str, params: Mapping[str, Any] | None = None,
+                        feature_set: str = "all", seed: int = 42, log_importance: bool = True):
+    """Fit, choose the threshold on validation, measure on test, log everything and the model.
+
+    Returns:
+        (ModelInfo of the logged pyfunc, threshold, metrics with val_*, test_* and training_seconds).
+    """
+    from features.definition import FEATURE_SET_VERSION
+    from fraudops.model import ModelMetadata, check_model_type, log_fraud_model
+
+    check_model_type(model_type)
+    numeric, categorical = feature_lists(feature_set)
+    frames = prepared.frames
+    log_training_params(prepared, model_type, params, feature_set, seed)
+    started = time.perf_counter()
+    pipeline = fit_pipeline(model_type, frames.fit, numeric, categorical, params, seed)
+    training_seconds = time.perf_counter() - started
+    result = evaluate_fitted(pipeline, frames, numeric, categorical)
+    metrics = {**result.metrics, "training_seconds": training_seconds}
+    log_finite_metrics(metrics)
+    log_scenario_metrics("test", metrics_by_scenario(result.test, result.threshold))
+    importances = permutation_importances(pipeline, frames.validation, numeric, categorical, seed) if log_importance else {}
+    log_plots(result.test, result.threshold, importances or {"(not computed)": 0.0})
+    fit_scores = score_rows(pipeline, frames.fit, numeric, categorical)
+    log_reference(reference_sample(frames.fit, fit_scores, [*numeric, *categorical], seed))
+    metadata = ModelMetadata(result.threshold, THRESHOLD_OBJECTIVE, FEATURE_SET_VERSION, tuple(numeric),
+                             tuple(categorical), model_type, extra={"feature_set": feature_set})
+    info = log_fraud_model(pipeline, metadata, frames.fit.head(5))
+    return info, result.threshold, metrics
+
+
+def register_trained_model(info, run_id: str, model_name: str, model_type: str, threshold: float,
+                           metrics: Mapping[str, float]):
+    """Register the logged model as a new version with its threshold and feature-set tags."""
+    from features.definition import FEATURE_SET_VERSION
+    from fraudops.registry import TAG_FEATURE_SET_VERSION, TAG_MODEL_TYPE, TAG_THRESHOLD, register_model_version
+
+    tags = {TAG_THRESHOLD: repr(float(threshold)), TAG_FEATURE_SET_VERSION: FEATURE_SET_VERSION,
+            TAG_MODEL_TYPE: model_type,
+            **{k: f"{metrics[k]:.4f}" for k in ("test_auc_roc", "test_average_precision") if k in metrics}}
+    description = (f"{model_type}, threshold {threshold:.4f} ({THRESHOLD_OBJECTIVE}); test AUC "
+                   f"{metrics.get('test_auc_roc', float('nan')):.4f}, AP {metrics.get('test_average_precision', float('nan')):.4f}")
+    return register_model_version(info.model_uri, model_name, tags, run_id=run_id, description=description)
+
+
+def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samples: int = 0,
+                fraud_ratio: float = 0.008, train_end=None, test_start=None, test_end=None,
+                gap_days: float = 2.0, register: bool = True, params: Mapping[str, Any] | None = None,
+                model_name: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42,
+                feature_set: str = "all", prepared: PreparedData | None = None, settings=None) -> TrainResult:
+    """Train, log and (optionally) register one model. See the module docstring for the periods.
+
+    Args:
+        model_type: random_forest, gradient_boosting, logistic or hist_gradient_boosting.
+        data: labelled history path (Parquet/CSV); empty to generate with the simulator.
+        samples, fraud_ratio, seed: generated data (when ``data`` is empty).
+        train_end, test_start, test_end, gap_days: the periods (empty: derived from the data).
+        register: register a new version of ``model_name``.
+        params: estimator hyperparameters (override fraudops.model.DEFAULT_PARAMS).
+        model_name: registered model (default: settings.model_name, i.e. fraud-detector).
+        experiment_name: MLflow experiment.
+        feature_set: ``all`` (the contract) or ``stateless`` (baseline for comparison only).
+        prepared: already prepared data (skips loading and featurizing).
+        settings: fraudops Settings (default: load_settings()).
+    """
+    import mlflow
+
+    from fraudops.registry import configure_tracking
+    from fraudops.settings import load_settings
+
+    settings = settings or load_settings()
+    configure_tracking(settings)
+    mlflow.set_experiment(experiment_name)
+    prepared = prepared or prepare_data(data, samples, fraud_ratio, seed, train_end, test_start, test_end, gap_days)
+    with mlflow.start_run(run_name=f"train-{model_type}") as run:
+        mlflow.log_params({"data": data or "", "samples": samples, "fraud_ratio": fraud_ratio, "gap_days": gap_days})
+        info, threshold, metrics = train_in_active_run(prepared, model_type, params, feature_set, seed)
+        version = None
+        if register:
+            name = model_name or settings.model_name
+            version = register_trained_model(info, run.info.run_id, name, model_type, threshold, metrics).version
+            mlflow.set_tag("registered_version", f"{name}/{version}")
+    return TrainResult(run.info.run_id, info.model_uri, version, threshold, metrics, prepared.split)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+def parse_bool(value: str, argument: str) -> bool:
+    """'true'/'false' (any case, also 1/0/yes/no) -> bool; ValueError naming the argument."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "1.0"):
+        return True
+    if text in ("false", "0", "no", "0.0"):
+        return False
+    raise ValueError(f"{argument}={value!r} must be true or false")
+
+
+def whole_number(value: str) -> int:
+    """MLflow passes numbers as '30.0': parse as float, then int (argparse type)."""
+    number = float(value)
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-type", default="hist_gradient_boosting")
+    parser.add_argument("--data", default="", help="labelled history (Parquet/CSV); empty: simulate")
+    parser.add_argument("--samples", type=whole_number, default=0)
+    parser.add_argument("--fraud-ratio", type=float, default=0.008)
+    parser.add_argument("--train-end", default="")
+    parser.add_argument("--test-start", default="")
+    parser.add_argument("--test-end", default="")
+    parser.add_argument("--gap-days", type=float, default=2.0)
+    parser.add_argument("--register", default="true")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> TrainResult:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result = train_model(
+        model_type=args.model_type, data=args.data, samples=args.samples, fraud_ratio=args.fraud_ratio,
+        train_end=args.train_end, test_start=args.test_start, test_end=args.test_end, gap_days=args.gap_days,
+        register=parse_bool(args.register, "--register"), experiment_name=args.experiment,
+    )
+    summary = {k: round(result.metrics[k], 4) for k in sorted(result.metrics) if k.startswith("test_")}
+    print(f"run {result.run_id}  version {result.version}  threshold {result.threshold:.4f}")
+    print("  ".join(f"{k}={v}" for k, v in summary.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main()
