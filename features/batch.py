@@ -52,11 +52,15 @@ def validate_transactions(transactions: pd.DataFrame, argument: str = "transacti
         raise ValueError(f"{argument} already has feature column(s) {clashing}; pass raw transactions")
 
 
-def user_features(transactions: pd.DataFrame) -> pd.DataFrame:
-    """USER_FEATURES of every row (index of ``transactions``), all users in one vectorised pass."""
-    arrays = event_arrays(transactions)
-    user_code, _ = pd.factorize(transactions["user_id"].astype(str))
-    order = np.lexsort((arrays["transaction_id"].astype(str), arrays["time_us"], user_code))
+def user_features(transactions: pd.DataFrame, arrays: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """USER_FEATURES of every row (index of ``transactions``), all users in one vectorised pass.
+
+    ``arrays`` is ``event_arrays(transactions)`` when the caller already has it.
+    """
+    arrays = arrays if arrays is not None else event_arrays(transactions)
+    user_code, _ = pd.factorize(transactions["user_id"].to_numpy(object))
+    id_rank, _ = pd.factorize(arrays["transaction_id"], sort=True)  # ties broken by transaction_id
+    order = np.lexsort((id_rank, arrays["time_us"], user_code))
     feats = window_features(
         user_code[order].astype("int64"),
         arrays["time_us"][order],
@@ -103,10 +107,10 @@ def compute_features(
         ValueError: bad input, naming the argument and column (see :func:`validate_transactions`).
     """
     validate_transactions(transactions)
-    times = event_arrays(transactions)["time_us"]
+    arrays = event_arrays(transactions)
     parts = [
-        stateless_features(transactions, times),
-        user_features(transactions),
+        stateless_features(transactions, arrays["time_us"]),
+        user_features(transactions, arrays),
         merchant_features_point_in_time(
             transactions, known_labels(transactions, labels, use_history_labels), label_delay
         ),

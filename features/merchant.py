@@ -23,7 +23,7 @@ from features.definition import (
     MERCHANT_PRIOR_FRAUD_RATE,
     MERCHANT_PRIOR_STRENGTH,
 )
-from features.stateless import MICROS_PER_SECOND, epoch_micros, merchant_key
+from features.stateless import MICROS_PER_SECOND, epoch_micros, map_distinct, merchant_key
 from features.user_state import count_at_or_before
 
 MERCHANT_FEATURES = ["merchant_fraud_rate", "merchant_label_count"]
@@ -55,6 +55,15 @@ def label_delay_micros(label_delay) -> int:
     return micros
 
 
+def _label_value(value):
+    """0/1 for a boolean or 0/1 number; None for anything else."""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+        return int(value)
+    return None
+
+
 def _label_time_column(labels: pd.DataFrame) -> str:
     for name in LABEL_TIME_COLUMNS:
         if name in labels.columns:
@@ -79,8 +88,7 @@ def normalize_labels(labels: pd.DataFrame, transactions: pd.DataFrame | None = N
             raise ValueError(f"labels is missing column {name!r}; has {list(labels.columns)}")
     time_column = _label_time_column(labels)
     known = labels[labels[time_column].notna() & labels["is_fraud"].notna()]
-    as_numbers = known["is_fraud"].map(lambda v: int(v) if isinstance(v, bool | np.bool_) else v)
-    is_fraud = pd.to_numeric(as_numbers, errors="coerce")
+    is_fraud = pd.Series(map_distinct(known["is_fraud"], _label_value), index=known.index)
     if not is_fraud.isin([0, 1]).all():
         bad = known.loc[~is_fraud.isin([0, 1]), "is_fraud"].head(5).tolist()
         raise ValueError(f"labels.is_fraud must be 0/1 or boolean, got e.g. {bad}")
@@ -117,20 +125,27 @@ def label_count_events(labels: pd.DataFrame, label_delay=DEFAULT_LABEL_DELAY) ->
         label_delay: how long after labeled_at a label becomes usable.
 
     Returns:
-        DataFrame (merchant_key, available_us, d_labels, d_frauds), sorted by merchant and time.
+        DataFrame (merchant_key, available_us, d_labels, d_frauds), grouped by merchant, in time
+        order within a merchant.
     """
-    ordered = labels.sort_values(["transaction_id", "labeled_us", "is_fraud"], kind="mergesort")
-    first = ~ordered["transaction_id"].duplicated()
-    previous_fraud = ordered.groupby("transaction_id", sort=False)["is_fraud"].shift(1).fillna(0)
-    events = pd.DataFrame(
+    transaction, _ = pd.factorize(labels["transaction_id"].to_numpy(object))
+    is_fraud = labels["is_fraud"].to_numpy("int64")
+    order = np.lexsort((is_fraud, labels["labeled_us"].to_numpy("int64"), transaction))
+    transaction, is_fraud = transaction[order], is_fraud[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = transaction[1:] != transaction[:-1]
+    previous_fraud = np.where(first, 0, np.concatenate([[0], is_fraud[:-1]]))
+    merchant, _ = pd.factorize(labels["merchant_key"].to_numpy(object)[order])
+    available = labels["labeled_us"].to_numpy("int64")[order] + label_delay_micros(label_delay)
+    by_merchant = np.lexsort((available, merchant))
+    return pd.DataFrame(
         {
-            "merchant_key": ordered["merchant_key"].to_numpy(object),
-            "available_us": ordered["labeled_us"].to_numpy("int64") + label_delay_micros(label_delay),
-            "d_labels": first.astype("int64").to_numpy(),
-            "d_frauds": (ordered["is_fraud"] - previous_fraud).astype("int64").to_numpy(),
+            "merchant_key": labels["merchant_key"].to_numpy(object)[order][by_merchant],
+            "available_us": available[by_merchant],
+            "d_labels": first.astype("int64")[by_merchant],
+            "d_frauds": (is_fraud - previous_fraud)[by_merchant],
         }
     )
-    return events.sort_values(["merchant_key", "available_us"], kind="mergesort").reset_index(drop=True)
 
 
 def merchant_counts_at(events: pd.DataFrame, merchant_keys, times_us) -> tuple[np.ndarray, np.ndarray]:

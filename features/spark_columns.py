@@ -71,9 +71,16 @@ def check_utc_session(df: DataFrame) -> None:
         )
 
 
-def merchant_key_column() -> Column:
-    """merchant_id when present, else merchant (same rule as features.stateless.merchant_key)."""
-    return F.coalesce(F.col("merchant_id").cast(T.StringType()), F.col("merchant").cast(T.StringType()))
+def merchant_key_column(columns: list[str] | None = None) -> Column:
+    """merchant_id when present, else merchant (same rule as features.stateless.merchant_key).
+
+    Args:
+        columns: the DataFrame's columns; without a merchant_id column the name alone is used.
+    """
+    name = F.col("merchant").cast(T.StringType())
+    if columns is not None and "merchant_id" not in columns:
+        return name
+    return F.coalesce(F.col("merchant_id").cast(T.StringType()), name)
 
 
 def attach_merchant_risk(df: DataFrame, merchant_risk: DataFrame | None = None) -> DataFrame:
@@ -87,9 +94,16 @@ def attach_merchant_risk(df: DataFrame, merchant_risk: DataFrame | None = None) 
         merchant_risk: a Spark DataFrame of features.merchant.merchant_risk_snapshot output
             (merchant_key, merchant_label_count, merchant_fraud_rate, ...), or None: every
             merchant at the prior (no labels known).
+
+    Returns:
+        ``df`` with its columns in the same order (the merchant features appended if absent).
     """
+    columns = df.columns + [name for name in MERCHANT_FEATURES if name not in df.columns]
+    return _with_merchant_risk(df.drop(*MERCHANT_FEATURES), merchant_risk).select(*columns)
+
+
+def _with_merchant_risk(base: DataFrame, merchant_risk: DataFrame | None) -> DataFrame:
     no_labels_rate = float(smoothed_fraud_rate(0.0, 0.0))
-    base = df.drop(*MERCHANT_FEATURES)
     if merchant_risk is None:
         return base.withColumn("merchant_fraud_rate", F.lit(no_labels_rate)).withColumn(
             "merchant_label_count", F.lit(0.0)
@@ -102,7 +116,8 @@ def attach_merchant_risk(df: DataFrame, merchant_risk: DataFrame | None = None) 
         F.col("merchant_fraud_rate").cast(T.DoubleType()).alias("_risk_rate"),
         F.col("merchant_label_count").cast(T.DoubleType()).alias("_risk_count"),
     )
-    joined = base.join(F.broadcast(risk), merchant_key_column() == F.col("_risk_merchant_key"), "left")
+    key = merchant_key_column(base.columns)
+    joined = base.join(F.broadcast(risk), key == F.col("_risk_merchant_key"), "left")
     return (
         joined.withColumn("merchant_fraud_rate", F.coalesce(F.col("_risk_rate"), F.lit(no_labels_rate)))
         .withColumn("merchant_label_count", F.coalesce(F.col("_risk_count"), F.lit(0.0)))

@@ -47,7 +47,7 @@ def epoch_micros(times: pd.Series, argument: str = "transaction_time") -> np.nda
         raise ValueError(f"{argument} has {int(times.isna().sum())} missing value(s)")
     if not (isinstance(times.dtype, pd.DatetimeTZDtype) or np.issubdtype(times.dtype, np.datetime64)):
         try:
-            times = pd.to_datetime(times, utc=True)
+            times = pd.to_datetime(times, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{argument} has values that are not timestamps: {exc}") from exc
     # asi8 is epoch time in UTC for tz-aware values and reads naive values as UTC.
@@ -67,11 +67,22 @@ def merchant_key(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(pd.isna(ids), names, ids), index=frame.index, dtype=object)
 
 
+def map_distinct(values: pd.Series, convert) -> np.ndarray:
+    """``convert`` applied to each distinct value once (missing values included), as an object array."""
+    codes, uniques = pd.factorize(values.to_numpy(object), use_na_sentinel=True)
+    converted = np.array([convert(v) for v in uniques] + [convert(None)], dtype=object)
+    return converted[codes]  # code -1 (missing) picks the last entry
+
+
+def _category(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        return UNKNOWN_CATEGORY
+    return str(value)
+
+
 def categorical_value(values: pd.Series) -> pd.Series:
     """Categorical values as strings; missing or blank becomes UNKNOWN_CATEGORY."""
-    text = values.astype(object).where(values.notna(), None)
-    text = text.map(lambda v: UNKNOWN_CATEGORY if v is None or str(v).strip() == "" else str(v))
-    return text.astype(object)
+    return pd.Series(map_distinct(values, _category), index=values.index, dtype=object)
 
 
 def stateless_features(frame: pd.DataFrame, time_us: np.ndarray) -> pd.DataFrame:

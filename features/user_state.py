@@ -127,14 +127,34 @@ class UserState:
 
 
 def count_at_or_before(data_seg, data_t, query_seg, query_t) -> np.ndarray:
-    """For each query, the number of data rows in segments < its segment, or in its segment with time <= its time.
+    """For each query, the number of data rows in earlier segments or in its segment at or before its time.
 
     With data sorted by (segment, time) this is the index of the first data row of the query's
     segment that is later than the query time: a segmented ``searchsorted(side="right")``.
+    Segments are laid end to end on one int64 axis (each shifted past the previous one), so a
+    single searchsorted answers all queries.
     """
+    data_seg, data_t = np.asarray(data_seg, "int64"), np.asarray(data_t, "int64")
+    query_seg, query_t = np.asarray(query_seg, "int64"), np.asarray(query_t, "int64")
+    segs, dense = np.unique(np.concatenate([data_seg, query_seg]), return_inverse=True)
+    times = np.concatenate([data_t, query_t])
+    low = np.full(len(segs), np.iinfo(np.int64).max, dtype="int64")
+    high = np.full(len(segs), np.iinfo(np.int64).min, dtype="int64")
+    np.minimum.at(low, dense, times)
+    np.maximum.at(high, dense, times)
+    if (high.astype("float64") - low.astype("float64") + 2).sum() >= 2.0**61:  # axis would overflow
+        return _count_at_or_before_lexsort(data_seg, data_t, query_seg, query_t)
+    offset = np.concatenate([[0], np.cumsum(high - low + 2)[:-1]])
+    axis = offset[dense] + (times - low[dense])
     n_data = len(data_t)
-    segs = np.concatenate([np.asarray(data_seg, "int64"), np.asarray(query_seg, "int64")])
-    times = np.concatenate([np.asarray(data_t, "int64"), np.asarray(query_t, "int64")])
+    return np.searchsorted(axis[:n_data], axis[n_data:], side="right").astype("int64")
+
+
+def _count_at_or_before_lexsort(data_seg, data_t, query_seg, query_t) -> np.ndarray:
+    """Same as :func:`count_at_or_before` by sorting data and queries together (any time range)."""
+    n_data = len(data_t)
+    segs = np.concatenate([data_seg, query_seg])
+    times = np.concatenate([data_t, query_t])
     is_query = np.concatenate([np.zeros(n_data, "int8"), np.ones(len(query_t), "int8")])
     order = np.lexsort((is_query, times, segs))  # data before queries at equal (segment, time)
     sorted_is_query = is_query[order].astype(bool)
