@@ -6,6 +6,7 @@ but prints (and with --json writes) the numbers:
 * amount only                     HistGradientBoosting on the raw amount
 * all raw fields                  amount, hour, weekday, currency, country, merchant category,
                                   transaction type, channel, device present (one row at a time)
+* each raw field alone            the same model on one field at a time
 * behaviour (feature set)         features.definition.FEATURE_COLUMNS from features.batch
                                   (user history, merchant risk from labels known at the time)
 
@@ -91,6 +92,10 @@ def measure(days: int, customers: int, seed: int, train_days: int, gap_days: int
     }
     from features.definition import CATEGORICAL_FEATURES
 
+    results["single_raw_field"] = {
+        name: round(fit_and_score(raw[[name]], y, train, test, [name] if name in RAW_CATEGORICALS else [])["average_precision"], 4)
+        for name in raw.columns
+    }
     results["behaviour_features"] = fit_and_score(behaviour_matrix(history), y, train, test, CATEGORICAL_FEATURES)
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("amount_only", "all_raw_fields", "behaviour_features"):
         r = results[name]
         print(f"{name:20s} AP={r['average_precision']:.3f}  ROC AUC={r['roc_auc']:.3f}")
+    print("single raw field AP: " + ", ".join(f"{k}={v:.3f}" for k, v in results["single_raw_field"].items()))
     print(f"test rows={results['test_rows']} base rate={results['test_base_rate']:.4f} ({results['seconds']} s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
