@@ -87,11 +87,29 @@ test-unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-demo: stack-up
-	@$(PY) -m fraudops.health
-	@echo "The stack is up. Still missing from the demo loop (open issues): training, streaming job."
+# ---------------------------------------------------------------- the whole loop, locally
+DEMO_DAYS      ?= 30
+DEMO_CUSTOMERS ?= 2000
+DEMO_MODEL     ?= hist_gradient_boosting
+DEMO_LIVE      ?= 3000
+DEMO_RATE      ?= 300
+WITH_ENV        = set -a; . $(CURDIR)/.stack/stack.env; set +a;
 
-demo-stop: stack-down
+demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, stream, summary
+	@echo "== 1/4 batch loop: generate -> validate -> train -> evaluate -> promote (mlflow run . -e main)"
+	@$(WITH_ENV) $(VENV)/bin/mlflow run . -e main --env-manager local --experiment-name fraud-detection \
+	    -P days=$(DEMO_DAYS) -P customers=$(DEMO_CUSTOMERS) -P model_type=$(DEMO_MODEL)
+	@echo "== 2/4 streaming job (spark-submit, background; log .stack/logs/streaming.log)"
+	@$(MAKE) --no-print-directory stream-bg
+	@echo "== 3/4 live transactions: $(DEMO_LIVE) at $(DEMO_RATE)/s plus the seed's two scenarios"
+	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
+	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --seed $$tag --no-progress && \
+	$(PY) -m fraudops.demo send-seed-scenarios --run-tag $$tag && \
+	echo "== 4/4 waiting until every message is scored" && \
+	$(PY) -m fraudops.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
+	@echo "(the job keeps running: make demo-stop stops the job and the stack)"
+
+demo-stop: stream-stop stack-down
 
 # ---------------------------------------------------------------- streaming job
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --master 'local[2]' --driver-memory 3g \

@@ -1,0 +1,151 @@
+"""Pieces of `make demo`: send the seed's two scenario transactions, wait until everything
+produced is scored, print a summary.
+
+Reads: PostgreSQL (transactions, fraud_alerts, quarantine), the settings.
+Writes: the two seed scenario messages to KAFKA_TOPIC (``send-seed-scenarios``).
+
+    python -m fraudops.demo send-seed-scenarios --run-tag 1700000000
+    python -m fraudops.demo summary --run-tag 1700000000 --since 2026-01-01T00:00:00Z --expect 3002
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+
+from fraudops.settings import Settings, load_settings
+
+
+def seed_messages_for_run(run_tag: str) -> list[dict]:
+    """The seed's two scenario messages, their transaction ids made unique to this demo run
+    (a re-run would otherwise be deduplicated by transaction_id)."""
+    from fraudops.simulator import seed_scenario_messages
+
+    messages = seed_scenario_messages()
+    for message in messages:
+        message["transaction_id"] = f"{message['transaction_id']}_{run_tag}"
+    return messages
+
+
+def send_seed_scenarios(settings: Settings, run_tag: str) -> list[str]:
+    """Produce the seed's normal and fraud scenario messages in the seed's format."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": settings.kafka_brokers})
+    ids = []
+    for message in seed_messages_for_run(run_tag):
+        producer.produce(settings.kafka_topic, key=message["user_id"].encode(), value=json.dumps(message).encode())
+        ids.append(message["transaction_id"])
+    if producer.flush(30):
+        raise ConnectionError(f"Kafka at {settings.kafka_brokers} did not take the seed scenarios; `make stack-up`")
+    return ids
+
+
+def processed_since(conn, since: datetime) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM transactions WHERE ingested_at >= %(s)s)"
+                    " + (SELECT count(*) FROM quarantine WHERE quarantined_at >= %(s)s)", {"s": since})
+        return cur.fetchone()[0]
+
+
+def wait_until_processed(conn, since: datetime, expect: int, timeout: float) -> int:
+    """Poll until ``expect`` messages produced after ``since`` are scored or quarantined."""
+    deadline = time.monotonic() + timeout
+    done = processed_since(conn, since)
+    while done < expect and time.monotonic() < deadline:
+        time.sleep(2)
+        conn.rollback()
+        done = processed_since(conn, since)
+        print(f"\r  processed {done}/{expect}", end="", flush=True)
+    print()
+    return done
+
+
+SUMMARY_SQL = """
+SELECT count(*), count(*) FILTER (WHERE is_fraud), min(produced_at), max(ingested_at),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - produced_at)),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - produced_at)),
+       string_agg(DISTINCT model_version, ',')
+FROM transactions WHERE ingested_at >= %(s)s
+"""
+TOP_ALERTS_SQL = """
+SELECT a.transaction_id, a.user_id, a.amount, a.currency, a.country, a.merchant, round(a.fraud_score::numeric, 4)
+FROM fraud_alerts a JOIN transactions t USING (transaction_id)
+WHERE t.ingested_at >= %(s)s ORDER BY a.fraud_score DESC LIMIT 5
+"""
+
+
+def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]) -> None:
+    with conn.cursor() as cur:
+        cur.execute(SUMMARY_SQL, {"s": since})
+        total, alerts, first, last, p50, p95, versions = cur.fetchone()
+        cur.execute("SELECT count(*) FROM quarantine WHERE quarantined_at >= %(s)s", {"s": since})
+        quarantined = cur.fetchone()[0]
+        cur.execute(TOP_ALERTS_SQL, {"s": since})
+        top = cur.fetchall()
+        cur.execute("SELECT transaction_id, amount, country, round(fraud_score::numeric, 4), is_fraud "
+                    "FROM transactions WHERE transaction_id = ANY(%s)", (seed_ids,))
+        seeds = cur.fetchall()
+    seconds = (last - first).total_seconds() if total and last and first else 0.0
+    print("\n=== fraud-detection-mlops demo summary ===")
+    print(f"transactions scored : {total}   alerts: {alerts}   quarantined: {quarantined}")
+    if seconds > 0:
+        print(f"throughput          : {total / seconds:.0f} tx/s (first produced -> last committed, {seconds:.1f} s)")
+    if p50 is not None:
+        print(f"end-to-end latency  : p50 {p50:.2f} s, p95 {p95:.2f} s (Kafka timestamp -> PostgreSQL commit)")
+    print(f"model version(s)    : {versions} of {settings.model_name} ({settings.model_uri})")
+    print("top alerts:")
+    for row in top:
+        print(f"  {row[0]:<28} {row[1]:<12} {row[2]:>10.2f} {row[3]} {row[4]}  {row[5][:24]:<24} score {row[6]}")
+    print("the seed's two scenarios:")
+    for tid, amount, country, score, flagged in seeds:
+        print(f"  {tid:<28} {amount:>10.2f} {country}  score {score}  {'ALERT' if flagged else 'ok'}")
+    print("where to look:")
+    print(f"  MLflow UI   : {settings.mlflow_tracking_uri}")
+    print("  PostgreSQL  : set -a; . .stack/stack.env; set +a; PGPASSWORD=$POSTGRES_PASSWORD psql -h "
+          f"{settings.postgres_host} -p {settings.postgres_port} -U {settings.postgres_user} {settings.postgres_db} "
+          "-c 'SELECT * FROM fraud_summary;'")
+    print(f"  Redis       : redis-cli -p {settings.redis_port} -a \"$REDIS_PASSWORD\" --no-auth-warning "
+          "ZREVRANGE recent_fraud_alerts 0 9")
+    print("  job log     : .stack/logs/streaming.log    reports: reports/    health: make health")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="make demo helpers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    seed = sub.add_parser("send-seed-scenarios")
+    seed.add_argument("--run-tag", required=True, help="suffix making the transaction ids unique")
+    summary = sub.add_parser("summary")
+    summary.add_argument("--run-tag", required=True, help="the tag given to send-seed-scenarios")
+    summary.add_argument("--since", required=True, help="ISO-8601 time the demo started producing")
+    summary.add_argument("--expect", type=int, required=True, help="messages produced since then")
+    summary.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if args.command == "send-seed-scenarios":
+        print("sent the seed's scenarios:", ", ".join(send_seed_scenarios(settings, args.run_tag)))
+        return 0
+    from fraudops.db import connect
+
+    try:
+        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    except ValueError:
+        parser.error(f"argument --since: not an ISO-8601 time: {args.since!r}")
+    conn = connect(settings)
+    try:
+        done = wait_until_processed(conn, since, args.expect, args.timeout)
+        print_summary(conn, settings, since, [m["transaction_id"] for m in seed_messages_for_run(args.run_tag)])
+    finally:
+        conn.close()
+    if done < args.expect:
+        print(f"only {done} of {args.expect} messages processed within {args.timeout:.0f}s; "
+              "see .stack/logs/streaming.log", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
