@@ -28,14 +28,14 @@ import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from fraudops.schema import TRANSACTION_COLUMNS, format_transaction_time
+from fraudops.schema import TRANSACTION_COLUMNS
 
 # --- public constants ---------------------------------------------------------------------------
 SCENARIOS: tuple[str, ...] = (

@@ -13,7 +13,11 @@ Commands (the seed's flags still work):
     .venv/bin/python -m streaming.producer --rate 0 --num 200000 --no-labels   # as fast as possible
 
 Pacing: --rate (transactions per second) or --delay (seconds between transactions, the seed's
-flag); 0 means unlimited; neither means the seed's default of 1 transaction per second. Ctrl-C
+flag); 0 means unlimited; neither means the seed's default of 1 transaction per second.
+Event time: transactions keep the simulator's natural spacing (velocity features stay realistic).
+Customers default to enough for the simulated clock to keep pace with --rate (up to 50,000, i.e.
+about 1.4 tx/s); with --num the stream starts early enough to end at "now"; an endless run faster
+than that drifts ahead of the wall clock (a note says so; the stream quarantines rows > 1 day ahead). Ctrl-C
 or SIGTERM stops, flushes and prints the final count. A broker that is down fails within seconds.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -28,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fraudops.kafka_io import ensure_topics, make_producer, wait_for_broker
-from fraudops.schema import serialize_label, serialize_message
+from fraudops.schema import MAX_FUTURE_SKEW, serialize_label, serialize_message
 from fraudops.settings import Settings, load_settings
-from fraudops.simulator import LiveSimulator, customers_for_rate
+from fraudops.simulator import MEAN_TX_PER_CUSTOMER_DAY, LiveSimulator, customers_for_rate
 
 DEFAULT_FRAUD_RATE = 0.05  # the seed's default
 DEFAULT_TOPIC_PARTITIONS = 4
@@ -89,6 +94,25 @@ def messages_per_second(rate: float | None, delay: float | None) -> float:
     if delay < 0:
         raise ValueError(f"--delay must be >= 0 (0 = unlimited), got {delay}")
     return 0.0 if delay == 0 else 1.0 / delay
+
+
+def natural_rate(customers: int) -> float:
+    """Transactions per second that ``customers`` make in simulated time."""
+    return customers * MEAN_TX_PER_CUSTOMER_DAY / 86_400
+
+
+def clock_speedup(rate: float, customers: int) -> float:
+    """How much faster than the wall clock the simulated clock runs at ``rate`` (inf if unlimited)."""
+    return math.inf if rate <= 0 else rate / natural_rate(customers)
+
+
+def default_start(num: int | None, customers: int) -> datetime:
+    """Event time of the first transaction: now for an endless run; for ``num`` transactions, early
+    enough that the last one is not later than now (so none is "in the future" for the stream)."""
+    now = datetime.now(UTC)
+    if not num:
+        return now
+    return now - timedelta(seconds=num / natural_rate(customers))
 
 
 def _produce(producer, topic: str, key: str, value: bytes, callback) -> None:
@@ -210,12 +234,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_broker(settings, timeout=5.0)
         ensure_topics(settings, {t: DEFAULT_TOPIC_PARTITIONS for t in (args.topic, labels_topic) if t})
         simulator = LiveSimulator(
-            seed=args.seed, fraud_ratio=args.fraud_rate, customers=customers, start=args.start_time,
+            seed=args.seed, fraud_ratio=args.fraud_rate, customers=customers,
+            start=args.start_time or default_start(args.num, customers),
             label_delay=timedelta(seconds=args.label_delay), genuine_labels=args.genuine_labels,
         )
         rate_text = "unlimited" if args.messages_per_second == 0 else f"{args.messages_per_second:g} tx/s"
         print(f"producing to {args.topic} at {args.broker} ({rate_text}, fraud rate {args.fraud_rate:g}, "
               f"{customers} customers, start {simulator.start:%Y-%m-%dT%H:%M:%SZ})", file=sys.stderr)
+        speedup = clock_speedup(args.messages_per_second, customers)
+        if args.num is None and speedup > 1.5:
+            print(f"note: at this rate the simulated clock runs {speedup:.0f}x faster than the wall clock; the "
+                  f"stream quarantines transactions more than {MAX_FUTURE_SKEW.total_seconds() / 3600:g} h ahead (lower --rate, or set --start)",
+                  file=sys.stderr)
         stats = produce_transactions(
             settings, simulator, num=args.num, rate=args.messages_per_second, labels_topic=labels_topic,
             progress=not args.no_progress, stop=stop,
