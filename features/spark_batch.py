@@ -83,7 +83,9 @@ def _merchant_features(df: DataFrame, labels: DataFrame, label_delay) -> DataFra
         feats = merchant_features_point_in_time(transactions, known, label_delay)
         return pd.concat([transactions, feats], axis=1)[columns]
 
-    right = labels.withColumn(_KEY, merchant_key_column()).groupBy(_KEY)
+    # Fresh attributes: columns shared with the left side's lineage would be dropped by cogroup.
+    fresh = labels.select(*[F.col(c).alias(c) for c in labels.columns])
+    right = fresh.withColumn(_KEY, merchant_key_column()).groupBy(_KEY)
     return keyed.groupBy(_KEY).cogroup(right).applyInPandas(per_merchant, schema).drop(_KEY)
 
 
@@ -98,7 +100,8 @@ def add_features_spark(
     Args:
         df: raw transactions (transaction_time a TimestampType; session time zone UTC).
         labels_df: (transaction_id, is_fraud, labeled_at or label_time), or None to use the
-            history's own is_fraud/label_time when ``use_history_labels``.
+            history's own is_fraud/label_time when ``use_history_labels``. Labels of
+            transactions not in ``df`` have no known merchant and are ignored.
         label_delay: a label is usable at labeled_at + label_delay (timedelta or seconds).
         use_history_labels: see ``labels_df``.
 
