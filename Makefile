@@ -9,6 +9,8 @@ PIP         := $(VENV)/bin/pip
 JARS        := .cache/jars
 REQ_HASH    := $(shell sha1sum requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 VENV_STAMP  := $(VENV)/.installed-$(REQ_HASH)
+# the venv first on PATH: `mlflow run --env-manager local` runs `python`, which must be the venv's
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 # jars already shipped inside pyspark; the connector must not bring a second copy
