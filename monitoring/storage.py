@@ -62,7 +62,7 @@ def read_one(conn, sql: str, params: Mapping[str, Any] | tuple | None = None) ->
         cur.execute(sql, params)
         columns = [d[0] for d in cur.description]
         row = cur.fetchone()
-    return dict(zip(columns, row)) if row is not None else {}
+    return dict(zip(columns, row, strict=True)) if row is not None else {}
 
 
 @dataclass(frozen=True)

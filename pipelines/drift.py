@@ -24,10 +24,10 @@ import argparse
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -72,6 +72,20 @@ class DriftCheck:
 
 
 # --- inputs -------------------------------------------------------------------------------------
+def resolve_reference_model(model_uri: str, client):
+    """The ModelVersion ``model_uri`` points at; LookupError naming the URI when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    from fraudops.registry import resolve_model_version
+
+    try:
+        return resolve_model_version(model_uri, client)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+            raise LookupError(f"model_uri={model_uri!r}: no such registered model or version") from None
+        raise
+
+
 def load_reference(model_version) -> pd.DataFrame:
     """The model version's training reference sample (feature columns, score, label)."""
     from fraudops.registry import download_reference_features
@@ -193,13 +207,13 @@ def run_drift_check(
     Raises:
         InsufficientDataError: fewer than ``min_rows`` rows; LookupError: no such model version.
     """
-    from fraudops.registry import registry_client, resolve_model_version
+    from fraudops.registry import registry_client
     from fraudops.settings import load_settings
 
     settings = settings or load_settings()
     parsed = parse_window(window)
     client = registry_client(settings)
-    version = resolve_model_version(model_uri or settings.model_uri, client)
+    version = resolve_reference_model(model_uri or settings.model_uri, client)
     rows = read_window(settings, pg_schema, parsed, min_rows, max_rows)
     reference = load_reference(version)
     numeric, categorical = split_feature_columns([c for c in reference.columns if c not in REFERENCE_META_COLUMNS])
