@@ -44,10 +44,8 @@ def features_for_user_events(
     """``events`` plus the user and stateless features, and the user's new state."""
     user, new_state = user_window_features(prior_state, events)
     stateless = stateless_features(events, epoch_micros(events["transaction_time"]))
-    out = events.assign(amount=stateless["amount"].to_numpy())
-    for name in PROCESSOR_FEATURES:
-        if name != "amount":
-            out[name] = (user[name] if name in user.columns else stateless[name]).to_numpy()
+    added = pd.concat([stateless.drop(columns="amount"), user], axis=1)
+    out = pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
     return out, new_state
 
 
