@@ -51,7 +51,7 @@ def scored_rows(history: pd.DataFrame, model_version: str = "1", threshold: floa
     featured = features if features is not None else compute_features(history)
     rng = np.random.default_rng(seed)
     fraud = history["is_fraud"].astype(int).to_numpy()
-    score = scores if scores is not None else np.where(fraud == 1, rng.beta(5, 2, len(fraud)), rng.beta(1, 12, len(fraud)))
+    score = scores if scores is not None else np.where(fraud == 1, rng.beta(5, 2, len(fraud)), rng.beta(1, 5, len(fraud)))
     times = pd.to_datetime(history["transaction_time"], utc=True)
     rows = history[TRANSACTION_COLUMNS].copy()
     rows["transaction_time"] = times
