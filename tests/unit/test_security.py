@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -100,6 +101,12 @@ def test_the_scanner_finds_what_it_should():
 
 # ---------------------------------------------------------------- the local stack's configuration
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class _Spawned(Exception):
     """Raised instead of starting a process: the test only wants its configuration."""
 
@@ -117,8 +124,6 @@ def _captured_start(monkeypatch, tmp_path, service: str) -> list[str]:
     monkeypatch.setattr(stack.subprocess, "run", lambda argv, **kw: capture(argv))
     paths = stack.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
     cfg = stack.stack_config(paths)
-    from tests.reliability.reliability_support import free_port
-
     cfg.update({"POSTGRES_PORT": str(free_port()), "REDIS_PORT": str(free_port()), "MLFLOW_PORT": str(free_port()),
                 "KAFKA_BROKERS": f"127.0.0.1:{free_port()}", "KAFKA_CONTROLLER_PORT": str(free_port())})
     if service == "postgres":  # an existing data folder: no initdb, straight to pg_ctl start
