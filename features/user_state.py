@@ -341,10 +341,17 @@ def user_window_features(
         prior_state: state returned by the previous call for this user, or None for a new user.
         events: the user's new raw events (any order; the raw columns of the message contract).
 
+    Raises:
+        ValueError: events of several users, or a missing/unparseable transaction_time.
+
     Returns:
         (features, new_state): ``features`` has USER_FEATURES columns and the index of ``events``;
         ``new_state`` is what to store for the next call.
     """
+    if "user_id" in events.columns and events["user_id"].nunique(dropna=False) > 1:
+        raise ValueError(
+            f"events must belong to one user; got user_id values {events['user_id'].unique()[:5].tolist()}"
+        )
     state = prior_state if prior_state is not None else UserState()
     new = event_arrays(events)
     n_hist, n_new = len(state.time_us), len(new["time_us"])

@@ -199,3 +199,10 @@ def test_missing_time_is_a_named_error():
     frame.loc[0, "transaction_time"] = None
     with pytest.raises(ValueError, match="transaction_time"):
         user_window_features(None, frame)
+
+
+def test_events_of_several_users_are_rejected():
+    frame = events([{"minutes": 0}, {"minutes": 1}])
+    frame.loc[1, "user_id"] = "u2"
+    with pytest.raises(ValueError, match="one user"):
+        user_window_features(None, frame)
