@@ -120,25 +120,11 @@ def collect_model_version(settings) -> list[MetricRow]:
                  model=settings.model_name)]
 
 
-def service_checks() -> dict[str, Callable]:
-    """fraudops.health's checks, the optional ones (the streaming job) included."""
-    from fraudops.health import OPTIONAL_CHECKS, SERVICE_CHECKS
-
-    return {**SERVICE_CHECKS, **OPTIONAL_CHECKS}
-
-
 def collect_service_status(settings, checks: dict[str, Callable] | None = None) -> list[MetricRow]:
     """service_up per service: 1 when running, 0 when down, not started, or its check failed."""
-    rows = []
-    for name, check in (checks or service_checks()).items():
-        try:
-            status = check(settings)
-            running = status.up and status.state is None
-        except Exception as exc:  # noqa: BLE001 - a broken check reports the service as down
-            log.warning("health check of %s failed: %s", name, exc)
-            running = False
-        rows.append(_row("service_up", float(running), service=name))
-    return rows
+    from monitoring.services import service_states
+
+    return [_row("service_up", float(state.running), service=state.name) for state in service_states(settings, checks)]
 
 
 def collect(settings, pg_schema: str = "public", windows: CollectorWindows = CollectorWindows(),
