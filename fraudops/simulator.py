@@ -849,27 +849,27 @@ def seed_scenario_messages() -> list[dict]:
     Naive ISO timestamps (UTC) and the extra ``is_fraud_actual`` field, which the validator drops.
 
     Returns:
-        ``[normal, fraud]``: a ~50 USD grocery purchase at home (US) in the afternoon, and the
-        seed's fraud scenario: a high-value purchase at night abroad (RU) at an unknown merchant.
+        ``[normal, fraud]``: $50.00 at Walmart at 14:00 at home (US), and the seed's fraud
+        scenario: $3,500.00 at "Unknown Merchant" at 02:00 abroad (RU), the next night.
     """
     normal = {
-        "transaction_id": "TXN_1736951520000_4821",
+        "transaction_id": "TXN_1736949600000_4821",
         "user_id": "USER_0042",
-        "amount": 52.47,
+        "amount": 50.0,
         "currency": "USD",
         "merchant": "Walmart",
-        "transaction_time": "2025-01-15T14:32:00.512034",
+        "transaction_time": "2025-01-15T14:00:00",
         "country": "US",
         "transaction_type": "purchase",
         "is_fraud_actual": False,
     }
     fraud = {
-        "transaction_id": "TXN_1736910433000_7302",
+        "transaction_id": "TXN_1736992800000_7302",
         "user_id": "USER_0042",
-        "amount": 4750.0,
+        "amount": 3500.0,
         "currency": "USD",
-        "merchant": "Foreign Vendor",
-        "transaction_time": "2025-01-15T03:07:13.118472",
+        "merchant": "Unknown Merchant",
+        "transaction_time": "2025-01-16T02:00:00",
         "country": "RU",
         "transaction_type": "purchase",
         "is_fraud_actual": True,
