@@ -19,9 +19,10 @@ Importing this module has no side effects (no tracking URI, no files).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mlflow
 import numpy as np

@@ -9,8 +9,9 @@ period (:data:`THRESHOLD_OBJECTIVE`); ties go to the higher threshold (fewer ale
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -5,7 +5,7 @@ feature importance. Pure: each function takes arrays and returns a Figure; the c
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

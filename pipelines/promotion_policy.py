@@ -15,8 +15,8 @@ registry is changed by pipelines.promote (not in dry-run mode).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 STAGING = "Staging"
 PRODUCTION = "Production"

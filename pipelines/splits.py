@@ -117,7 +117,7 @@ def _or_default(value: pd.Timestamp | None, default: pd.Timestamp) -> pd.Timesta
 
 
 def _check_order(points: list[tuple[str, pd.Timestamp]], allow_equal: bool = False) -> None:
-    for (name_a, a), (name_b, b) in zip(points, points[1:]):
+    for (name_a, a), (name_b, b) in zip(points, points[1:], strict=False):
         if a > b or (a == b and not allow_equal):
             word = "not after" if allow_equal else "before"
             raise ValueError(f"{name_a} ({a.isoformat()}) must be {word} {name_b} ({b.isoformat()})")

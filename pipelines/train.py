@@ -9,7 +9,9 @@ Writes: an MLflow run (params, metrics, plots/, the pyfunc model ``model``, the 
 Periods (pipelines.splits): features are computed on the whole history, then sliced: warm-up rows
 only feed the stateful features, the estimator fits on [train_start, validation_start), the
 decision threshold maximizes F1 on [validation_start, train_end), and the reported test_* metrics
-come from [test_start, test_end), ``gap_days`` after the end of training.
+come from [test_start, test_end), ``gap_days`` after the end of training. 20% of the fit rows
+(never validation or test rows) are shown as messages without the optional fields (merchant_id,
+merchant_category, channel, device_id), so messages like the seed producer's score well too.
 
 Run:
     python -m pipelines.train --model-type hist_gradient_boosting --data data/history.parquet
@@ -21,11 +23,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +51,7 @@ DEFAULT_HISTORY_DAYS = 30
 DEFAULT_CUSTOMERS = 2000
 REFERENCE_SAMPLE_ROWS = 20_000
 IMPORTANCE_GENUINE_ROWS = 5_000
+MISSING_OPTIONAL_SHARE = 0.2  # share of fit rows shown as messages without the optional fields
 SCORED_ROW_COLUMNS = ["transaction_id", "user_id", "transaction_time", "amount", "score", "label"]
 
 
@@ -139,13 +144,42 @@ def feature_lists(feature_set: str = "all") -> tuple[list[str], list[str]]:
     raise ValueError(f"feature_set={feature_set!r} must be 'all' or 'stateless'")
 
 
+def missing_optional_feature_values() -> dict[str, Any]:
+    """Feature values of a message without the optional fields (merchant_id, merchant_category,
+    channel, device_id), as the feature code computes them: categoricals "unknown", and
+    user_new_device 0 (features.definition: "0 when device_id is missing"). A unit test checks
+    this against features.batch.compute_features."""
+    from features.definition import CATEGORICAL_SOURCE_COLUMNS, OPTIONAL_INPUT_COLUMNS, UNKNOWN_CATEGORY
+
+    values: dict[str, Any] = {name: UNKNOWN_CATEGORY for name, source in CATEGORICAL_SOURCE_COLUMNS.items()
+                              if source in OPTIONAL_INPUT_COLUMNS}
+    values["user_new_device"] = 0.0
+    return values
+
+
+def with_missing_optional_fields(rows: pd.DataFrame, share: float, seed: int = 42) -> pd.DataFrame:
+    """A copy where a random ``share`` of rows (independent of the label) look like messages
+    without the optional fields, so the model also scores such messages well (the seed's
+    producer sends none of them); validation and test rows are never altered."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"missing_optional_share={share} must be in [0, 1]")
+    out = rows.copy()
+    chosen = np.random.default_rng(seed).random(len(out)) < share
+    for column, value in missing_optional_feature_values().items():
+        if column in out.columns:
+            out.loc[chosen, column] = value
+    return out
+
+
 def fit_pipeline(model_type: str, fit_rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
-                 params: Mapping[str, Any] | None = None, seed: int = 42):
-    """Fit the sklearn Pipeline of ``model_type`` on ``fit_rows``."""
+                 params: Mapping[str, Any] | None = None, seed: int = 42,
+                 missing_optional_share: float = MISSING_OPTIONAL_SHARE):
+    """Fit the sklearn Pipeline of ``model_type`` on ``fit_rows`` (see with_missing_optional_fields)."""
     from fraudops.model import build_pipeline, prepare_model_input
 
+    rows = with_missing_optional_fields(fit_rows, missing_optional_share, seed)
     pipeline = build_pipeline(model_type, numeric, categorical, params=params, seed=seed)
-    return pipeline.fit(prepare_model_input(fit_rows, numeric, categorical), fit_rows[LABEL_COLUMN].to_numpy())
+    return pipeline.fit(prepare_model_input(rows, numeric, categorical), rows[LABEL_COLUMN].to_numpy())
 
 
 def score_rows(pipeline, rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> np.ndarray:
@@ -180,10 +214,25 @@ def permutation_importances(pipeline, rows: pd.DataFrame, numeric: Sequence[str]
         pipeline, prepare_model_input(sample, numeric, categorical), sample[LABEL_COLUMN].to_numpy(),
         scoring="average_precision", n_repeats=2, random_state=seed,
     )
-    return dict(zip([*numeric, *categorical], result.importances_mean.tolist()))
+    return dict(zip([*numeric, *categorical], result.importances_mean.tolist(), strict=True))
 
 
 # --- MLflow logging -----------------------------------------------------------------------------
+def use_experiment(name: str) -> None:
+    """Select the experiment, unless `mlflow run` already created the run (MLFLOW_RUN_ID is set)."""
+    import mlflow
+
+    if "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(name)
+
+
+def start_step_run(run_name: str):
+    """Start this step's run: nested under an active run (pipelines.main, tune), else a new/`mlflow run` one."""
+    import mlflow
+
+    return mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None)
+
+
 def log_finite_metrics(metrics: Mapping[str, float]) -> None:
     """Log the metrics that are finite numbers (MLflow rejects NaN in some stores)."""
     import mlflow
@@ -237,11 +286,15 @@ def log_reference(sample: pd.DataFrame) -> None:
 
 
 def log_split(prepared: PreparedData) -> None:
-    """Period boundaries, row and fraud counts, data source."""
+    """Period boundaries (``split_*``), row and fraud counts, data source.
+
+    Names differ from the CLI flags on purpose: `mlflow run` already logged those, as given.
+    """
     import mlflow
 
     frames = prepared.frames
-    mlflow.log_params({**prepared.split.as_params(), "data_source": prepared.source[:490]})
+    split = {f"split_{k}": v for k, v in prepared.split.as_params().items()}
+    mlflow.log_params({**split, "data_source": prepared.source[:490]})
     for name in ("fit", "validation", "test"):
         rows = getattr(frames, name)
         mlflow.log_params({f"{name}_rows": len(rows), f"{name}_frauds": int(rows[LABEL_COLUMN].sum())})
@@ -291,6 +344,7 @@ def log_training_params(prepared: PreparedData, model_type: str, params: Mapping
     effective = {**DEFAULT_PARAMS[model_type], **dict(params or {})}
     mlflow.log_params({"model_type": model_type, "feature_set": feature_set, "feature_set_version": FEATURE_SET_VERSION,
                        "threshold_objective": THRESHOLD_OBJECTIVE, "seed": seed,
+                       "missing_optional_share": MISSING_OPTIONAL_SHARE,
                        **{f"param_{k}": v for k, v in effective.items()}})
     log_split(prepared)
 
@@ -330,7 +384,12 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
                            metrics: Mapping[str, float]):
     """Register the logged model as a new version with its threshold and feature-set tags."""
     from features.definition import FEATURE_SET_VERSION
-    from fraudops.registry import TAG_FEATURE_SET_VERSION, TAG_MODEL_TYPE, TAG_THRESHOLD, register_model_version
+    from fraudops.registry import (
+        TAG_FEATURE_SET_VERSION,
+        TAG_MODEL_TYPE,
+        TAG_THRESHOLD,
+        register_model_version,
+    )
 
     tags = {TAG_THRESHOLD: repr(float(threshold)), TAG_FEATURE_SET_VERSION: FEATURE_SET_VERSION,
             TAG_MODEL_TYPE: model_type,
@@ -367,10 +426,10 @@ def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samp
 
     settings = settings or load_settings()
     configure_tracking(settings)
-    mlflow.set_experiment(experiment_name)
+    use_experiment(experiment_name)
     prepared = prepared or prepare_data(data, samples, fraud_ratio, seed, train_end, test_start, test_end, gap_days)
-    with mlflow.start_run(run_name=f"train-{model_type}") as run:
-        mlflow.log_params({"data": data or "", "samples": samples, "fraud_ratio": fraud_ratio, "gap_days": gap_days})
+    with start_step_run(f"train-{model_type}") as run:
+        mlflow.set_tag("step", "train")
         info, threshold, metrics = train_in_active_run(prepared, model_type, params, feature_set, seed)
         version = None
         if register:

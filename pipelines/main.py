@@ -1,0 +1,159 @@
+"""The whole batch loop in one command: generate -> validate -> train -> evaluate -> promote.
+
+Reads:  nothing but its parameters (the simulator makes the data).
+Writes: --data (default data/history.parquet), one MLflow run per step (generate and validate in
+        experiment fraud-detection; train, evaluate, promote as pipelines.train/evaluate/promote
+        write them), a new registered version of fraud-detector, promoted by the policy (the
+        first one becomes Production), an audit_log row, and a summary in this command's own run
+        (tags step=main, the version and the decision).
+
+Steps are plain function calls; evaluate and promote share one featurized holdout.
+
+Run:
+    python -m pipelines.main --days 30 --customers 2000 --model-type hist_gradient_boosting
+    mlflow run . -e main --env-manager local -P days=30 -P customers=2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.train import whole_number
+
+log = logging.getLogger("pipelines.main")
+
+DEFAULT_DATA = "data/history.parquet"
+RAW_SUITE = "raw_transactions"
+
+
+class DataValidationError(RuntimeError):
+    """The generated data failed its Great Expectations suite."""
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What each step produced."""
+
+    data: Path
+    train_run_id: str
+    version: str | None
+    evaluation_run_id: str | None
+    test_metrics: dict[str, float]
+    decision: str
+    applied_stage: str | None
+
+
+@contextlib.contextmanager
+def steps_in_own_runs():
+    """Let each step open its own run even under `mlflow run -e main` (which sets MLFLOW_RUN_ID).
+
+    Yields the id of the run `mlflow run` created (None when run as a plain module).
+    """
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    try:
+        yield run_id
+    finally:
+        if run_id is not None:
+            os.environ["MLFLOW_RUN_ID"] = run_id
+
+
+def generate_and_validate(days: int, customers: int, fraud_ratio: float, seed: int, data: Path) -> Path:
+    """Generate history to ``data`` and validate it; raises DataValidationError listing failures."""
+    from pipelines import generate, validate
+
+    generated = generate.generate(days, customers, fraud_ratio, seed, data)
+    generate.log_generation({"days": days, "customers": customers, "fraud_ratio": fraud_ratio, "seed": seed}, generated)
+    outcome = validate.validate(generated.output, RAW_SUITE)
+    validate.log_validation(generated.output, outcome)
+    if not outcome.success:
+        raise DataValidationError(f"{generated.output} failed suite {RAW_SUITE}:\n{outcome.report()}")
+    return generated.output
+
+
+def record_summary(run_id: str | None, result: PipelineResult, settings) -> str:
+    """Tags and metrics of the main run (the one `mlflow run` created, else a new one); returns its id.
+
+    Written through the client: the steps switched the active experiment, so the fluent API
+    would refuse to resume the `mlflow run` run.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipelines.train import DEFAULT_EXPERIMENT, use_experiment
+
+    if run_id is None:
+        use_experiment(DEFAULT_EXPERIMENT)
+        with mlflow.start_run(run_name="main") as run:
+            run_id = run.info.run_id
+    client = MlflowClient()
+    tags = {"step": "main", "train_run_id": result.train_run_id,
+            "registered_version": f"{settings.model_name}/{result.version}",
+            "promotion_decision": result.decision[:4900], "applied_stage": str(result.applied_stage)}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    for key in ("auc_roc", "average_precision", "card_precision_at_100"):
+        client.log_metric(run_id, f"test_{key}", float(result.test_metrics[key]))
+    return run_id
+
+
+def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = "hist_gradient_boosting",
+                 data: str | Path = DEFAULT_DATA, fraud_ratio: float = 0.008, seed: int = 42,
+                 settings=None) -> PipelineResult:
+    """Run every step; each step's failure stops the chain with its own error.
+
+    Args:
+        days, customers, fraud_ratio, seed: the generated history.
+        model_type: what pipelines.train fits.
+        data: where the history is written.
+        settings: fraudops Settings (default load_settings()).
+    """
+    from fraudops.registry import configure_tracking
+    from fraudops.settings import load_settings
+    from pipelines.evaluate import evaluate_on_holdout, load_holdout, log_evaluation
+    from pipelines.promote import promote_version
+    from pipelines.train import train_model
+
+    settings = settings or load_settings()
+    configure_tracking(settings)
+    with steps_in_own_runs() as main_run_id:
+        path = generate_and_validate(days, customers, fraud_ratio, seed, Path(data))
+        trained = train_model(model_type, data=str(path), settings=settings)
+        holdout = load_holdout(str(path))
+        evaluation = evaluate_on_holdout(f"models:/{settings.model_name}/{trained.version}", holdout)
+        evaluation.run_id = log_evaluation(evaluation, str(path))
+        outcome = promote_version(trained.version, str(path), dry_run=False, holdout=holdout, settings=settings)
+    result = PipelineResult(path, trained.run_id, trained.version, evaluation.run_id, evaluation.metrics,
+                            outcome.decision.explain(), outcome.applied_stage)
+    record_summary(main_run_id, result, settings)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=whole_number, default=30)
+    parser.add_argument("--customers", type=whole_number, default=2000)
+    parser.add_argument("--model-type", default="hist_gradient_boosting")
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--fraud-ratio", type=float, default=0.008)
+    parser.add_argument("--seed", type=whole_number, default=42)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> PipelineResult:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result = run_pipeline(args.days, args.customers, args.model_type, args.data, args.fraud_ratio, args.seed)
+    m = result.test_metrics
+    print(f"data {result.data}; version {result.version}; test AUC {m['auc_roc']:.4f} AP {m['average_precision']:.4f} "
+          f"CP@100 {m['card_precision_at_100']:.4f}; {result.decision}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Promote a registered version by the policy of pipelines.promotion_policy.
+
+Reads:  the candidate version (--version N or latest) and the current Production version of the
+        registered model (settings.model_name, fraud-detector), and --data, labelled history.
+        Both models score the SAME out-of-time holdout (default: the last 20% of the history).
+Writes: unless --dry-run true: the candidate's stage (Staging when it passes validation,
+        Production, with the previous Production archived and the alias ``champion`` moved, when
+        it also beats the champion or there is none), version tags (validation_status,
+        promotion_decision), an audit_log row in PostgreSQL, and an MLflow run with both models'
+        metrics and the decision. With --dry-run true it only prints the decision and why.
+
+Run:
+    python -m pipelines.promote --version latest --data data/history.parquet --dry-run false
+    mlflow run . -e promote --env-manager local -P version=3 -P dry_run=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.evaluate import EvaluationResult, Holdout, evaluate_on_holdout, load_holdout
+from pipelines.promotion_policy import (
+    DEFAULT_POLICY,
+    PRODUCTION,
+    STAGING,
+    PromotionDecision,
+    PromotionPolicy,
+    decide,
+)
+from pipelines.train import log_finite_metrics, parse_bool, start_step_run, use_experiment
+
+log = logging.getLogger("pipelines.promote")
+
+DEFAULT_EXPERIMENT = "fraud-detection-promotion"
+AUDIT_EVENT = "model_promotion"
+AUDIT_ACTOR = "pipelines.promote"
+REPORTED_METRICS = ("auc_roc", "average_precision", "precision", "recall", "f1", "card_precision_at_100",
+                    "fraud_amount_caught_share")
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """The decision for one candidate, the evidence, and what was applied."""
+
+    model_name: str
+    candidate_version: str
+    champion_version: str | None
+    decision: PromotionDecision
+    candidate: EvaluationResult
+    champion: EvaluationResult | None
+    dry_run: bool
+    applied_stage: str | None  # None in dry-run mode or when nothing changed
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary (audit_log details, CLI output)."""
+        def pick(result: EvaluationResult | None) -> dict[str, float] | None:
+            return None if result is None else {k: round(float(result.metrics[k]), 6) for k in REPORTED_METRICS}
+
+        return {
+            "model": self.model_name, "candidate_version": self.candidate_version,
+            "champion_version": self.champion_version, "decision_stage": self.decision.stage,
+            "applied_stage": self.applied_stage, "dry_run": self.dry_run,
+            "passes_validation": self.decision.passes_validation, "beats_champion": self.decision.beats_champion,
+            "reasons": list(self.decision.reasons), "holdout": list(self.candidate.period),
+            "candidate_metrics": pick(self.candidate), "champion_metrics": pick(self.champion),
+        }
+
+
+def evaluate_champion(name: str, candidate_version: str, holdout: Holdout, client):
+    """The Production version's result on the holdout, (None, None) when there is none.
+
+    Returns:
+        (champion version or None, EvaluationResult or None, reason it could not be compared or None)
+    """
+    from fraudops.registry import production_version
+
+    champion = production_version(name, client)
+    if champion is None or str(champion.version) == candidate_version:
+        return (None if champion is None else str(champion.version)), None, None
+    try:
+        return str(champion.version), evaluate_on_holdout(f"models:/{name}/{champion.version}", holdout, client), None
+    except ValueError as exc:  # e.g. trained on another feature set: not comparable on this holdout
+        return str(champion.version), None, str(exc)
+
+
+def decide_promotion(candidate: EvaluationResult, champion: EvaluationResult | None, incomparable: str | None,
+                     policy: PromotionPolicy) -> PromotionDecision:
+    """The policy's decision; a champion that cannot be scored here blocks automatic Production."""
+    decision = decide(candidate.metrics, None if champion is None else champion.metrics, policy)
+    if incomparable and decision.stage == PRODUCTION:
+        return PromotionDecision(STAGING, True, None, (*decision.reasons[:1],
+                                 f"champion not comparable on this holdout ({incomparable}); promote by hand"))
+    return decision
+
+
+def apply_decision(name: str, version: str, decision: PromotionDecision, client) -> str | None:
+    """Move the version to the decided stage and tag it; returns the stage applied (None: none)."""
+    from fraudops.registry import promote_to_production, promote_to_staging
+
+    client.set_model_version_tag(name, version, "validation_status", "passed" if decision.passes_validation else "failed")
+    client.set_model_version_tag(name, version, "promotion_decision", decision.explain()[:4900])
+    if decision.stage == PRODUCTION:
+        promote_to_production(name, version, client)
+    elif decision.stage == STAGING:
+        promote_to_staging(name, version, client)
+    return decision.stage
+
+
+def record_audit(conn, details: Mapping[str, Any]) -> None:
+    """One audit_log row for the promotion decision."""
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO audit_log (event_type, actor, details) VALUES (%s, %s, %s)",
+                    (AUDIT_EVENT, AUDIT_ACTOR, json.dumps(details)))
+
+
+def log_promotion_run(outcome: PromotionOutcome) -> None:
+    """An MLflow run with both models' metrics on the holdout and the decision."""
+    import mlflow
+
+    with start_step_run(f"promote-{outcome.model_name}-v{outcome.candidate_version}"):
+        mlflow.set_tag("step", "promote")
+        # names differ from the CLI flags (version, data, dry_run) that `mlflow run` logged already
+        mlflow.log_params({"model": outcome.model_name, "candidate_version": outcome.candidate_version,
+                           "champion_version": outcome.champion_version or "",
+                           "holdout_start": outcome.candidate.period[0], "holdout_end": outcome.candidate.period[1]})
+        log_finite_metrics({f"candidate_{k}": v for k, v in outcome.candidate.metrics.items()})
+        if outcome.champion is not None:
+            log_finite_metrics({f"champion_{k}": v for k, v in outcome.champion.metrics.items()})
+        mlflow.set_tags({"decision_stage": str(outcome.decision.stage), "applied_stage": str(outcome.applied_stage)})
+        mlflow.log_dict(outcome.summary(), "promotion/decision.json")
+
+
+def promote_version(version: str = "latest", data: str = "data/history.parquet", dry_run: bool = False,
+                    test_start=None, test_end=None, model_name: str | None = None,
+                    policy: PromotionPolicy = DEFAULT_POLICY, experiment_name: str = DEFAULT_EXPERIMENT,
+                    holdout: Holdout | None = None, settings=None) -> PromotionOutcome:
+    """Evaluate the candidate and the champion on the same holdout, decide, and (unless dry-run) apply.
+
+    Args:
+        version: candidate version number or ``latest``.
+        data: labelled history (Parquet/CSV) holding the holdout period.
+        dry_run: decide and explain only: no stage change, no tags, no audit row, no MLflow run.
+        test_start, test_end: the holdout (ISO; empty: the last 20% of the history).
+        model_name: registered model (default settings.model_name).
+        policy: thresholds and comparison (pipelines.promotion_policy).
+        experiment_name: MLflow experiment of the promotion run.
+        holdout: an already featurized holdout (skips reading ``data``).
+        settings: fraudops Settings (default load_settings()).
+    """
+    from fraudops.db import connect
+    from fraudops.registry import get_version, registry_client
+    from fraudops.settings import load_settings
+
+    settings = settings or load_settings()
+    client = registry_client(settings)
+    name = model_name or settings.model_name
+    candidate_version = str(get_version(name, version, client).version)
+    conn = None if dry_run else connect(settings)  # fail before changing the registry if PostgreSQL is down
+    try:
+        holdout = holdout or load_holdout(data, test_start, test_end)
+        candidate = evaluate_on_holdout(f"models:/{name}/{candidate_version}", holdout, client)
+        champion_version, champion, incomparable = evaluate_champion(name, candidate_version, holdout, client)
+        if champion_version == candidate_version:
+            decision = PromotionDecision(None, True, None, (f"version {candidate_version} is already Production",))
+        else:
+            decision = decide_promotion(candidate, champion, incomparable, policy)
+        applied = None if dry_run or champion_version == candidate_version else apply_decision(
+            name, candidate_version, decision, client)
+        outcome = PromotionOutcome(name, candidate_version, champion_version, decision, candidate, champion,
+                                   dry_run, applied)
+        if conn is not None:
+            record_audit(conn, outcome.summary())
+            use_experiment(experiment_name)
+            log_promotion_run(outcome)
+        return outcome
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", default="latest", help="version number or 'latest'")
+    parser.add_argument("--data", default="data/history.parquet")
+    parser.add_argument("--dry-run", default="false")
+    parser.add_argument("--test-start", default="")
+    parser.add_argument("--test-end", default="")
+    parser.add_argument("--model-name", default="", help="default: MODEL_NAME (fraud-detector)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> PromotionOutcome:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    version = args.version.strip()
+    if version.replace(".0", "", 1).isdigit():  # MLflow may pass "3.0"
+        version = str(int(float(version)))
+    outcome = promote_version(version, args.data, parse_bool(args.dry_run, "--dry-run"), args.test_start,
+                              args.test_end, args.model_name or None)
+    mode = "DRY RUN, nothing changed" if outcome.dry_run else f"applied: {outcome.applied_stage or 'no change'}"
+    print(f"{outcome.model_name} v{outcome.candidate_version} -> {outcome.decision.explain()} ({mode})")
+    print(json.dumps(outcome.summary(), indent=2))
+    return outcome
+
+
+if __name__ == "__main__":
+    main()

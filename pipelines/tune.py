@@ -1,0 +1,237 @@
+"""Tune a model type with hyperopt (TPE); log each trial as a nested run; log and register the best.
+
+Reads:  --data, labelled history (Parquet/CSV; empty: simulated as in pipelines.train).
+Writes: a parent MLflow run ("tune-<model_type>") holding one nested run per trial (its params and
+        validation metrics), then, in the parent run, the best model exactly as pipelines.train logs
+        one (plots, reference sample, pyfunc), registered as a new version of fraud-detector.
+
+Trials fit on the fit period and are scored by average precision on the validation period; the
+test period is never seen while searching (its metrics are computed once, for the best model).
+--parallelism above 1 runs trials on Spark (hyperopt SparkTrials, local[N] here); every trial opens
+its nested run with an explicit parent_run_id, so this works on executors too.
+
+Run:
+    python -m pipelines.tune --model-type hist_gradient_boosting --data data/history.parquet --max-evals 12 --parallelism 1
+    mlflow run . -e tune --env-manager local -P max_evals=12 -P parallelism=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.train import (
+    DEFAULT_EXPERIMENT,
+    PreparedData,
+    feature_lists,
+    fit_pipeline,
+    prepare_data,
+    register_trained_model,
+    score_rows,
+    start_step_run,
+    train_in_active_run,
+    use_experiment,
+    whole_number,
+)
+
+log = logging.getLogger("pipelines.tune")
+
+INTEGER_PARAMS = {"max_iter", "max_leaf_nodes", "min_samples_leaf", "n_estimators", "max_depth"}
+
+
+def search_space(model_type: str) -> dict[str, Any]:
+    """The hyperopt space of ``model_type`` (keys are estimator parameters)."""
+    from hyperopt import hp
+
+    spaces = {
+        "hist_gradient_boosting": {
+            "learning_rate": hp.loguniform("learning_rate", math.log(0.02), math.log(0.3)),
+            "max_iter": hp.quniform("max_iter", 100, 400, 50),
+            "max_leaf_nodes": hp.quniform("max_leaf_nodes", 15, 63, 8),
+            "min_samples_leaf": hp.quniform("min_samples_leaf", 10, 100, 10),
+            "l2_regularization": hp.loguniform("l2_regularization", math.log(1e-3), math.log(10.0)),
+        },
+        "random_forest": {
+            "n_estimators": hp.quniform("n_estimators", 100, 300, 50),
+            "min_samples_leaf": hp.quniform("min_samples_leaf", 1, 20, 1),
+            "max_features": hp.choice("max_features", ["sqrt", 0.3, 0.5]),
+            "max_depth": hp.choice("max_depth", [None, 12, 20]),
+        },
+        "gradient_boosting": {
+            "n_estimators": hp.quniform("n_estimators", 100, 300, 50),
+            "max_depth": hp.quniform("max_depth", 2, 5, 1),
+            "learning_rate": hp.loguniform("learning_rate", math.log(0.02), math.log(0.3)),
+            "subsample": hp.uniform("subsample", 0.6, 1.0),
+        },
+        "logistic": {"C": hp.loguniform("C", math.log(1e-3), math.log(100.0))},
+    }
+    if model_type not in spaces:
+        raise ValueError(f"model_type={model_type!r} is not one of {', '.join(spaces)}")
+    return spaces[model_type]
+
+
+def estimator_params(sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperopt values as estimator params (quniform gives floats: cast the integer ones)."""
+    return {k: (int(v) if k in INTEGER_PARAMS and v is not None else v) for k, v in sampled.items()}
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What a trial needs, shipped as plain values (a trial may run on a Spark executor)."""
+
+    model_type: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    seed: int
+
+
+def make_objective(prepared: PreparedData, context: TrialContext) -> Callable[[Mapping[str, Any]], dict]:
+    """The hyperopt objective: fit on the fit period, loss = -average precision on validation."""
+    fit_rows, validation_rows = prepared.frames.fit, prepared.frames.validation
+
+    def objective(sampled: Mapping[str, Any]) -> dict:
+        from hyperopt import STATUS_OK
+
+        params = estimator_params(sampled)
+        started = time.perf_counter()
+        metrics = trial_metrics(context.model_type, params, fit_rows, validation_rows, context.seed)
+        metrics["fit_seconds"] = time.perf_counter() - started
+        log_trial(context, params, metrics)
+        return {"loss": -metrics["val_average_precision"], "status": STATUS_OK, "metrics": metrics}
+
+    return objective
+
+
+def trial_metrics(model_type: str, params: Mapping[str, Any], fit_rows, validation_rows, seed: int) -> dict[str, float]:
+    """Validation AUC ROC and average precision of one set of params."""
+    from pipelines.evaluation_metrics import ranking_metrics
+
+    numeric, categorical = feature_lists("all")
+    pipeline = fit_pipeline(model_type, fit_rows, numeric, categorical, params, seed)
+    scores = score_rows(pipeline, validation_rows, numeric, categorical)
+    ranking = ranking_metrics(validation_rows["is_fraud"], scores)
+    return {"val_auc_roc": ranking["auc_roc"], "val_average_precision": ranking["average_precision"]}
+
+
+def log_trial(context: TrialContext, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    """One nested run under the parent (explicit parent_run_id: works on executors)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(context.tracking_uri)
+    with mlflow.start_run(experiment_id=context.experiment_id, parent_run_id=context.parent_run_id,
+                          nested=True, run_name=f"trial-{context.model_type}"):
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_metrics(dict(metrics))
+
+
+def make_trials(parallelism: int):
+    """hyperopt Trials, or SparkTrials (local[parallelism] session) when parallelism > 1."""
+    if parallelism <= 1:
+        from hyperopt import Trials
+
+        return Trials()
+    from hyperopt import SparkTrials
+
+    from fraudops.spark_session import build_spark_session
+
+    spark = build_spark_session("fraudops-tune", master=f"local[{parallelism}]")
+    return SparkTrials(parallelism=parallelism, spark_session=spark)
+
+
+def search(objective, model_type: str, max_evals: int, trials, seed: int) -> dict[str, Any]:
+    """Run TPE and return the best params (hp.choice indices resolved with space_eval)."""
+    import numpy as np
+    from hyperopt import fmin, space_eval, tpe
+
+    space = search_space(model_type)
+    best = fmin(objective, space, algo=tpe.suggest, max_evals=max_evals, trials=trials,
+                rstate=np.random.default_rng(seed), show_progressbar=False)
+    return estimator_params(space_eval(space, best))
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The parent run, the best params, their validation AP, and the registered version."""
+
+    run_id: str
+    best_params: dict[str, Any]
+    best_val_average_precision: float
+    version: str | None
+    metrics: dict[str, float]
+
+
+def tune_model(model_type: str = "hist_gradient_boosting", data: str = "data/history.parquet", max_evals: int = 12,
+               parallelism: int = 1, register: bool = True, model_name: str | None = None,
+               experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42, prepared: PreparedData | None = None,
+               settings=None) -> TuneResult:
+    """Search hyperparameters, then log the best model in the parent run and register it.
+
+    Args:
+        model_type: one of fraudops.model.MODEL_TYPES.
+        data: labelled history (empty: simulated).
+        max_evals: number of trials.
+        parallelism: concurrent trials (> 1: SparkTrials).
+        register: register the best model as a new version of ``model_name``.
+        model_name: default settings.model_name.
+        experiment_name: MLflow experiment.
+        seed: TPE and estimator seed.
+        prepared: already prepared data.
+        settings: fraudops Settings.
+    """
+    import mlflow
+
+    from fraudops.registry import configure_tracking
+    from fraudops.settings import load_settings
+
+    if max_evals < 1 or parallelism < 1:
+        raise ValueError(f"max_evals ({max_evals}) and parallelism ({parallelism}) must be >= 1")
+    search_space(model_type)  # fail fast on an unknown model type
+    settings = settings or load_settings()
+    configure_tracking(settings)
+    use_experiment(experiment_name)
+    prepared = prepared or prepare_data(data)
+    with start_step_run(f"tune-{model_type}") as parent:
+        mlflow.set_tag("step", "tune")
+        # not "max_evals"/"parallelism": `mlflow run` logged those already, as "12.0"
+        mlflow.log_params({"trials": max_evals, "concurrent_trials": parallelism})
+        context = TrialContext(model_type, settings.mlflow_tracking_uri, parent.info.experiment_id,
+                               parent.info.run_id, seed)
+        trials = make_trials(parallelism)
+        best = search(make_objective(prepared, context), model_type, max_evals, trials, seed)
+        best_ap = -min(loss for loss in trials.losses() if loss is not None)
+        mlflow.log_metric("best_trial_val_average_precision", best_ap)
+        info, threshold, metrics = train_in_active_run(prepared, model_type, best, "all", seed)
+        version = None
+        if register:
+            version = register_trained_model(info, parent.info.run_id, model_name or settings.model_name,
+                                             model_type, threshold, metrics).version
+    return TuneResult(parent.info.run_id, best, best_ap, version, metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-type", default="hist_gradient_boosting")
+    parser.add_argument("--data", default="data/history.parquet", help="labelled history; empty: simulate")
+    parser.add_argument("--max-evals", type=whole_number, default=12)
+    parser.add_argument("--parallelism", type=whole_number, default=1)
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> TuneResult:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result = tune_model(args.model_type, args.data, args.max_evals, args.parallelism, experiment_name=args.experiment)
+    print(f"run {result.run_id}  best params {result.best_params}  validation AP {result.best_val_average_precision:.4f}"
+          f"  registered version {result.version}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
