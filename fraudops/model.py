@@ -43,6 +43,10 @@ SKOPS_TRUSTED_TYPES = [
     "numpy.dtype",
 ]
 
+# All else equal, a larger amount relative to the user's usual never lowers P(fraud)
+# (a HistGradientBoosting monotonic constraint; tests/model checks the behaviour).
+MONOTONIC_INCREASING_FEATURES = ("user_amount_ratio_30d",)
+
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "hist_gradient_boosting": {
         "learning_rate": 0.08,
@@ -189,7 +193,8 @@ def build_pipeline(
     if model_type == "hist_gradient_boosting":
         n_cat = len(categorical_features)
         mask = [True] * n_cat + [False] * len(numeric_features)
-        estimator.set_params(categorical_features=mask if n_cat else None)
+        increasing = [0] * n_cat + [int(c in MONOTONIC_INCREASING_FEATURES) for c in numeric_features]
+        estimator.set_params(categorical_features=mask if n_cat else None, monotonic_cst=increasing)
     preprocessor = build_preprocessor(model_type, numeric_features, categorical_features)
     return Pipeline([("preprocess", preprocessor), ("model", estimator)])
 
