@@ -214,15 +214,22 @@ def resolve_model_version(model_uri: str, client=None):
     Raises:
         LookupError: naming the URI when nothing matches (e.g. no Production version yet).
     """
+    from mlflow.exceptions import MlflowException
+
     client = _client(client)
     name, ref, alias = parse_models_uri(model_uri)
-    if alias:
-        return client.get_model_version_by_alias(name, alias)
-    if ref.isdigit() or ref == "latest":
-        return get_version(name, ref, client)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        versions = client.get_latest_versions(name, stages=[ref])
+    try:
+        if alias:
+            return client.get_model_version_by_alias(name, alias)
+        if ref.isdigit() or ref == "latest":
+            return get_version(name, ref, client)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            versions = client.get_latest_versions(name, stages=[ref])
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise LookupError(f"{model_uri}: {exc.message}") from exc
+        raise
     if not versions:
         raise LookupError(f"{model_uri}: registered model {name!r} has no version in stage {ref!r}")
     return versions[0]

@@ -109,3 +109,12 @@ def test_spark_udf_serves_exactly_predict_proba_fraud_column(settings, unique_na
     expected = pipeline.predict_proba(prepare_model_input(rows, NUMERIC, CATEGORICAL))[:, 1]
     np.testing.assert_allclose(served_scores.to_numpy(), expected, rtol=0, atol=1e-12)
     assert not np.allclose(expected, 1 - expected)  # P(fraud), not P(class 0)
+
+
+def test_resolving_an_unknown_model_raises_lookup_error_naming_it(settings, unique_name):
+    client = registry.registry_client(settings)
+    for uri in (f"models:/nothing-{unique_name}/Production", f"models:/nothing-{unique_name}@champion",
+                f"models:/nothing-{unique_name}/3"):
+        with pytest.raises(LookupError, match=f"nothing-{unique_name}"):
+            registry.resolve_served_model(uri, client)
+    assert registry.production_version(f"nothing-{unique_name}", client) is None
