@@ -139,9 +139,12 @@ def fire_new(conn, firings: Sequence[Firing], rule_settings: RuleSettings, webho
     return fired
 
 
-def trigger_retrain(conn, settings, pg_schema: str, firing: Firing) -> int:
-    """Start ``python -m pipelines.retrain --if-drift true`` in the background; returns its pid."""
-    logs = Path(settings.state_dir) / "logs"
+def trigger_retrain(conn, settings, pg_schema: str, firing: Firing, log_dir: Path | None = None) -> subprocess.Popen:
+    """Start ``python -m pipelines.retrain --if-drift true`` in the background; returns the process.
+
+    Its output goes to ``<log_dir>/retrain-<UTC time>.log`` (default: the stack's logs folder).
+    """
+    logs = Path(log_dir) if log_dir is not None else Path(settings.state_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / f"retrain-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     with open(log_file, "ab") as out:
@@ -152,20 +155,26 @@ def trigger_retrain(conn, settings, pg_schema: str, firing: Firing) -> int:
     insert_audit(conn, RETRAIN_EVENT, ACTOR, {"key": firing.key, "pid": process.pid, "log": str(log_file)})
     conn.commit()
     log.warning("drift: retraining started (pid %d, log %s)", process.pid, log_file)
-    return process.pid
+    return process
 
 
 def run_once(settings, pg_schema: str = "public", rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
              webhook_url: str | None = None, checks: Mapping[str, Callable] | None = None,
-             retrain_on_drift: bool = False) -> list[Firing]:
-    """Evaluate every rule once and deliver what is new; returns the firings delivered now."""
+             retrain_on_drift: bool = False, started: list | None = None,
+             retrain_log_dir: Path | None = None) -> list[Firing]:
+    """Evaluate every rule once and deliver what is new; returns the firings delivered now.
+
+    With ``retrain_on_drift``, a drift firing starts a retrain; its process is appended to ``started``.
+    """
     conn = connect_schema(settings, pg_schema)
     try:
         inputs = read_inputs(conn, settings, rule_settings, checks)
         fired = fire_new(conn, evaluate_rules(inputs, rule_settings), rule_settings, webhook_url)
         if retrain_on_drift:
             for firing in (f for f in fired if f.rule == "drift_detected"):
-                trigger_retrain(conn, settings, pg_schema, firing)
+                process = trigger_retrain(conn, settings, pg_schema, firing, retrain_log_dir)
+                if started is not None:
+                    started.append(process)
         return fired
     finally:
         conn.close()

@@ -134,6 +134,27 @@ def test_drift_check_result_fires_once(settings, pg_conn, schema):
     assert run_once(settings, schema, checks=ONLY_POSTGRES) == []
 
 
+def test_a_drift_firing_can_start_a_retrain(settings, pg_conn, schema, tmp_path):
+    conn = connect_schema(settings, schema)
+    try:
+        insert_metric_rows(conn, "drift", [MetricRow("dataset_drift", 1.0, {"model_name": "m", "model_version": "1"})])
+        conn.commit()
+    finally:
+        conn.close()
+    started: list = []
+
+    run_once(settings, schema, checks=ONLY_POSTGRES, retrain_on_drift=True, started=started, retrain_log_dir=tmp_path)
+
+    (process,) = started
+    assert process.wait(timeout=300) == 2  # retrain --if-drift ran: drift found, but this schema holds no traffic
+    (log_file,) = tmp_path.glob("retrain-*.log")
+    assert f"pg_schema='{schema}' holds no scored transactions" in log_file.read_text()
+    assert count_rows(pg_conn, schema, "audit_log", "event_type = 'retrain_triggered'") == 1
+    assert run_once(settings, schema, checks=ONLY_POSTGRES, retrain_on_drift=True, started=started,
+                    retrain_log_dir=tmp_path) == []
+    assert len(started) == 1
+
+
 def test_a_service_down_fires_once(settings, pg_conn, schema):
     unreachable = dataclasses.replace(settings, redis_port=1)  # nothing listens on port 1
     checks = {"redis": lambda _settings: check_redis(unreachable)}

@@ -1,0 +1,152 @@
+"""pipelines.retrain against the real stack: training set from PostgreSQL (+ history), Great
+Expectations, training, the champion/challenger gate on the same holdout, and the drift trigger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from fraudops.registry import CHAMPION_ALIAS, production_version, registry_client
+from monitoring.storage import MetricRow, connect_schema, insert_audit, insert_metric_rows
+from pipelines.promotion_policy import MetricThreshold, PromotionPolicy
+from pipelines.retrain import AUDIT_EVENT, DataValidationError, main, retrain
+from tests.monitoring_support import (
+    count_rows,
+    create_schema,
+    drop_schema,
+    history_since,
+    insert_rows,
+    insert_scored,
+    scored_rows,
+)
+
+pytestmark = pytest.mark.integration
+FAST = {"max_iter": 80}
+
+
+@pytest.fixture
+def schema(pg_conn, unique_name):
+    name = create_schema(pg_conn, f"rt_{unique_name}")
+    yield name
+    drop_schema(pg_conn, name)
+
+
+@pytest.fixture
+def names(unique_name):
+    return {"model": f"retrain-{unique_name}", "experiment": f"tests-retrain-{unique_name}"}
+
+
+@pytest.fixture(scope="module")
+def world():
+    """40 days of one simulated bank ending two hours ago: the first 30 are history, the rest the
+    recent traffic the stream scored."""
+    full = history_since(days=40, customers=200, seed=11, fraud_ratio=0.03,
+                         end=datetime.now(UTC) - timedelta(hours=2))
+    day = (pd.to_datetime(full["transaction_time"], utc=True) - pd.to_datetime(full["transaction_time"], utc=True).min()).dt.days
+    return {"history": full[day < 30].reset_index(drop=True), "recent": full[day >= 30].reset_index(drop=True)}
+
+
+def _plant_recent(pg_conn, schema, recent: pd.DataFrame) -> None:
+    """Scored rows of the recent period and a chargeback for each fraud 30 minutes after it."""
+    insert_scored(pg_conn, schema, scored_rows(recent, model_version="1"))
+    frauds = recent[recent["is_fraud"] == 1]
+    insert_rows(pg_conn, schema, "labels", pd.DataFrame({
+        "transaction_id": frauds["transaction_id"], "is_fraud": True, "source": "chargeback",
+        "labeled_at": pd.to_datetime(frauds["transaction_time"], utc=True) + pd.Timedelta(minutes=30)}))
+
+
+def _history_file(world, tmp_path) -> str:
+    path = tmp_path / "history.parquet"
+    world["history"].to_parquet(path, index=False)
+    return str(path)
+
+
+def test_a_better_candidate_replaces_the_champion(settings, pg_conn, schema, names, world, tmp_path):
+    from pipelines.train import train_model
+
+    weak = train_model(model_type="logistic", feature_set="stateless", samples=6000, fraud_ratio=0.03,
+                       model_name=names["model"], experiment_name=names["experiment"], settings=settings)
+    from fraudops.registry import promote_to_production
+
+    promote_to_production(names["model"], weak.version)
+    _plant_recent(pg_conn, schema, world["recent"])
+
+    result = retrain(pg_schema=schema, history=_history_file(world, tmp_path), model_name=names["model"],
+                     params=FAST, experiment_name=names["experiment"], settings=settings)
+
+    client = registry_client(settings)
+    assert not result.skipped and result.version != weak.version
+    assert result.outcome.decision.stage == "Production", result.outcome.decision.explain()
+    assert result.outcome.champion_version == weak.version
+    assert production_version(names["model"], client).version == result.version
+    assert client.get_model_version_by_alias(names["model"], CHAMPION_ALIAS).version == result.version
+    assert result.data_counts["history_rows"] == len(world["history"])
+    assert result.data_counts["database_rows"] == len(world["recent"])
+    # the holdout is recent PostgreSQL traffic, and both models were judged on it
+    assert result.split.test_start > pd.to_datetime(world["recent"]["transaction_time"], utc=True).min()
+    assert result.outcome.candidate.period == result.outcome.champion.period
+    assert count_rows(pg_conn, schema, "audit_log", "event_type = %s", (AUDIT_EVENT,)) == 1
+    children = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert {r.data.tags.get("step") for r in children} >= {"train"}
+
+
+def test_a_candidate_failing_the_gate_is_registered_but_not_promoted(settings, pg_conn, schema, names, world, tmp_path):
+    _plant_recent(pg_conn, schema, world["recent"])
+    impossible = PromotionPolicy(thresholds=(MetricThreshold("auc_roc", 1.01),))
+
+    result = retrain(pg_schema=schema, history=_history_file(world, tmp_path), model_name=names["model"],
+                     params=FAST, policy=impossible, experiment_name=names["experiment"], settings=settings)
+
+    client = registry_client(settings)
+    assert result.outcome.decision.stage is None and result.outcome.applied_stage is None
+    assert production_version(names["model"], client) is None
+    version = client.get_model_version(names["model"], result.version)
+    assert version.tags["validation_status"] == "failed"
+
+
+def test_if_drift_runs_only_after_an_unanswered_drift_check(settings, pg_conn, schema, names):
+    assert retrain(pg_schema=schema, if_drift=True, settings=settings).skipped  # no drift check at all
+    conn = connect_schema(settings, schema)
+    try:
+        insert_metric_rows(conn, "drift", [MetricRow("dataset_drift", 0.0, {})])
+        conn.commit()
+        assert "no drift check found drift" in retrain(pg_schema=schema, if_drift=True, settings=settings).reason
+        insert_metric_rows(conn, "drift", [MetricRow("dataset_drift", 1.0, {})])
+        conn.commit()
+        with pytest.raises(ValueError, match=f"pg_schema='{schema}' holds no scored transactions"):
+            retrain(pg_schema=schema, if_drift=True, settings=settings)  # drift: it tries, the schema is empty
+        insert_audit(conn, AUDIT_EVENT, "test", {})
+        conn.commit()
+        assert "already retrained" in retrain(pg_schema=schema, if_drift=True, settings=settings).reason
+    finally:
+        conn.close()
+
+
+def test_bad_rows_fail_validation_before_training(settings, pg_conn, schema, names, world):
+    rows = scored_rows(world["recent"].head(300), model_version="1")
+    rows.loc[rows.index[:3], "currency"] = "XXX"
+    insert_scored(pg_conn, schema, rows)
+
+    with pytest.raises(DataValidationError, match="currency"):
+        retrain(pg_schema=schema, model_name=names["model"], settings=settings)
+    assert main(["--pg-schema", schema, "--model-name", names["model"]]) == 1
+
+
+def test_the_seed_script_runs_the_retrain_step(schema):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([str(root / "scripts" / "retrain_model.sh"), "--pg-schema", schema, "--if-drift", "true"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "retrain skipped: no drift check found drift in the last 24h" in done.stdout
+
+
+def test_named_errors(settings, schema):
+    with pytest.raises(ValueError, match="gap='soon'"):
+        retrain(pg_schema=schema, gap="soon", settings=settings)
+    assert main(["--pg-schema", schema, "--holdout-fraction", "0.3"]) == 2  # empty schema
