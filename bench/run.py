@@ -1,0 +1,86 @@
+"""`make bench`: every benchmark of the scoring job in one go, on the local stack.
+
+Reads:  the local stack (`make stack-up`), the live simulator; registers its own models.
+Writes: bench/results/<timestamp>.json (git-ignored) and bench/results/<timestamp>.md, and
+        prints the markdown table (bench/RESULTS.md is a committed copy of a chosen run).
+Run:    .venv/bin/python -m bench.run [--quick] [--only scoring,stages,streaming]
+
+Parts (each is its own module, runnable alone):
+  scoring    bench.bench_scoring: scoring stage vs raw predict_proba; the seed's batch vs ours
+  stages     bench.stage_profile: cumulative stages of the job on one backlog, per-user cost
+  streaming  bench.bench_streaming: spark-submit job, sustained tx/s, latency at fixed rates,
+             1 and 2 partitions, several trigger intervals, peak memory
+A part that fails is recorded with its error and the others still run. Timing goals are
+reported here, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import bench_report
+from bench.bench_support import RESULTS_DIR, machine_load
+
+PARTS = ("scoring", "stages", "streaming")
+
+
+def run_part(part: str, settings, quick: bool, scratch: Path) -> dict:
+    if part == "scoring":
+        from bench import bench_scoring
+
+        return bench_scoring.run(settings, rows=5_000 if quick else 20_000, repeats=2 if quick else 3)
+    if part == "stages":
+        from bench import stage_profile
+
+        if quick:
+            return stage_profile.run(settings, messages=1_000, customers=500, max_offsets=500)
+        return stage_profile.run(settings)
+    from bench import bench_streaming
+
+    if quick:
+        return bench_streaming.run(settings, scratch, customers=2_000, max_messages=5_000, throughput_seconds=20.0,
+                                   rate_seconds=10.0, configurations=bench_streaming.QUICK_CONFIGURATIONS)
+    return bench_streaming.run(settings, scratch)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from fraudops.settings import load_settings
+
+    parser = argparse.ArgumentParser(description="run the scoring job's benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small volumes: checks the harness, not the job")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--only: unknown part(s) {unknown}; choose from {PARTS}")
+    settings = load_settings()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results: dict = {"started_at": stamp, "quick": args.quick, "machine": {"cpus": machine_load()["cpus"]},
+                     "load_start": machine_load()}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / f"{stamp}.json"
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        for part in parts:
+            print(f"== {part} (load {machine_load()['load_1m']})", flush=True)
+            try:
+                results[part] = run_part(part, settings, args.quick, Path(scratch))
+            except Exception as exc:  # noqa: BLE001 - record it, run the other parts
+                results[part] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+            json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    results["load_end"] = machine_load()
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    markdown = bench_report.render(results)
+    json_path.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    print(f"results: {json_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

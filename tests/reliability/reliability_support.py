@@ -1,0 +1,236 @@
+"""Helpers of the reliability suite: job options, fresh messages, the job as a spark-submit
+process, and PRIVATE service instances (own state folder, own ports) to break on purpose.
+
+The shared stack (default ports) is never stopped here: a test that kills PostgreSQL, Redis or
+Kafka starts its own instance with fraudops.stack and points the job at it through settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fraudops.settings import Settings
+from streaming.scoring_job import JobOptions, start_queries
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------- the job
+
+def job_options(ns, model_name: str, **overrides) -> JobOptions:
+    """Options of an in-process job writing only to the namespace ``ns``."""
+    values = dict(checkpoint_dir=ns.checkpoint_dir, trigger_seconds=0.5, pg_schema=ns.pg_schema,
+                  redis_prefix=ns.redis_prefix, topic=ns.topic, labels_topic=ns.labels_topic,
+                  alerts_topic=ns.alerts_topic, model_uri=f"models:/{model_name}/Production",
+                  model_refresh_seconds=60.0, merchant_refresh_seconds=60.0,
+                  query_prefix=ns.pg_schema + "_", with_labels=False)
+    values.update(overrides)
+    return JobOptions(**values)
+
+
+# Spark starts the Python side of transformWithStateInPandas (and other streaming runners) as a
+# fresh interpreter that must connect back within a hard-coded 10 s; it imports pyspark from
+# pyspark.zip (no bytecode cache), so on a loaded machine it may not make it and the query fails
+# before its first batch. The job's supervisor restarts the queries from their checkpoints after
+# a growing pause; an in-process run does the same, a few times at most.
+STARTUP_FAILURE = "Python worker failed to connect back"
+STARTUP_ATTEMPTS = 6
+
+
+def _pause_before_retry(attempt: int) -> None:
+    time.sleep(min(30, 2 ** attempt))
+
+
+def drain(spark, settings: Settings, options: JobOptions, attempts: int = STARTUP_ATTEMPTS) -> list:
+    """Start the job's queries, process everything available, stop them; return failed queries.
+
+    A start-up failure (``STARTUP_FAILURE``) is retried from the checkpoints like the supervisor
+    does; any other failure is returned at once.
+    """
+    for attempt in range(attempts):
+        job = start_queries(spark, settings, options)
+        try:
+            try:
+                job.process_all_available()
+            except Exception:  # noqa: BLE001 - a failed query is reported through job.failures()
+                pass
+        finally:
+            job.stop()
+        failed = job.failures()
+        startup_only = failed and all(STARTUP_FAILURE in str(q.exception()) for q in failed)
+        if not startup_only or attempt == attempts - 1:
+            return failed
+        _pause_before_retry(attempt)
+    return failed
+
+
+def start_and_process(spark, settings: Settings, options: JobOptions, attempts: int = STARTUP_ATTEMPTS):
+    """Start the job's queries and process what is available; keep them running and return the
+    RunningJob. A start-up failure (``STARTUP_FAILURE``) is retried from the checkpoints."""
+    for attempt in range(attempts):
+        job = start_queries(spark, settings, options)
+        try:
+            job.process_all_available()
+            return job
+        except Exception:
+            job.stop()
+            failed = job.failures()
+            if attempt == attempts - 1 or not all(STARTUP_FAILURE in str(q.exception()) for q in failed):
+                raise
+            _pause_before_retry(attempt)
+    raise AssertionError("unreachable")
+
+
+def message(**changes) -> dict:
+    """A valid transaction (message contract), an hour old, with ``changes`` applied."""
+    record = {
+        "transaction_id": f"TXN_R_{uuid.uuid4().hex[:12]}",
+        "user_id": "USER_R1",
+        "amount": 42.5,
+        "currency": "USD",
+        "merchant": "Corner Shop",
+        "merchant_id": "MER_R1",
+        "merchant_category": "grocery",
+        "transaction_time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "country": "US",
+        "transaction_type": "purchase",
+        "channel": "pos",
+        "device_id": "DEV_R1",
+    }
+    record.update(changes)
+    return record
+
+
+def encoded(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def site_packages_worker_python(folder: Path) -> Path:
+    """A PYSPARK_PYTHON wrapper that drops pyspark.zip from the Python workers' PYTHONPATH, so
+    they import the venv's pyspark with its bytecode cache (see STARTUP_FAILURE): on this shared
+    machine the job otherwise spends its restarts failing to start. Not a product setting."""
+    wrapper = folder / "python-worker.sh"
+    wrapper.write_text("#!/bin/sh\n"
+                       "PYTHONPATH=$(printf %s \"$PYTHONPATH\" | tr ':' '\\n' | grep -v '/pyspark.zip$' | paste -sd: -)\n"
+                       f"export PYTHONPATH\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
+                 max_offsets: int = 300) -> subprocess.Popen:
+    """Start streaming/scoring_job.py with spark-submit in its own process group (like users do,
+    but with :func:`site_packages_worker_python` as the workers' Python)."""
+    from fraudops.spark_session import spark_kafka_jars
+
+    jars = spark_kafka_jars()
+    assert jars, "Spark Kafka connector jars missing: run `make setup`"
+    argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+            "--conf", "spark.sql.shuffle.partitions=2", "--jars", ",".join(jars),
+            str(ROOT / "streaming" / "scoring_job.py"),
+            "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
+            "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
+            "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
+            "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
+    worker = site_packages_worker_python(log_path.parent)
+    full_env = {**os.environ, "PYSPARK_PYTHON": str(worker), "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})}
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+                            start_new_session=True)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 120) -> int | None:
+    """SIGTERM the job's process group, SIGKILL it if it does not stop; returns its exit code."""
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    return proc.returncode
+
+
+# ---------------------------------------------------------------- private services
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class PrivateStack:
+    """One private instance of a service (fraudops.stack), with its own folder and ports."""
+
+    paths: object
+    cfg: dict[str, str]
+
+    def start(self, service: str) -> None:
+        from fraudops.stack import STARTERS
+
+        STARTERS[service](self.paths, self.cfg)
+
+    def stop(self, service: str) -> None:
+        from fraudops.stack import stop_service
+
+        stop_service(self.paths, service)
+
+    def settings(self, shared: Settings) -> Settings:
+        """The shared settings with this instance's address (and password) for its service."""
+        service = self.cfg["_service"]
+        if service == "postgres":
+            changes = {"postgres_port": int(self.cfg["POSTGRES_PORT"]), "postgres_user": self.cfg["POSTGRES_USER"],
+                       "postgres_password": self.cfg["POSTGRES_PASSWORD"], "postgres_db": self.cfg["POSTGRES_DB"]}
+        elif service == "redis":
+            changes = {"redis_port": int(self.cfg["REDIS_PORT"]), "redis_password": self.cfg["REDIS_PASSWORD"]}
+        else:
+            changes = {"kafka_brokers": self.cfg["KAFKA_BROKERS"]}
+        return dataclasses.replace(shared, **changes)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing a spark-submit job at this instance."""
+        service = self.cfg["_service"]
+        if service == "postgres":
+            keys = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+        elif service == "redis":
+            keys = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD")
+        else:
+            keys = ("KAFKA_BROKERS",)
+        return {key: self.cfg[key] for key in keys}
+
+
+@contextmanager
+def private_service(service: str):
+    """Start a private ``service`` ("postgres", "redis" or "kafka") on free ports; stop and remove
+    it afterwards. The folder is world-readable so that the postgres user can reach its data."""
+    from fraudops.stack import StackPaths, stack_config
+
+    state = Path(tempfile.mkdtemp(prefix=f"fraudops-private-{service}-", dir="/tmp"))
+    state.chmod(0o755)
+    paths = StackPaths(state=state, env_file=state / "stack.env")
+    cfg = stack_config(paths)
+    cfg.update({"_service": service, "POSTGRES_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                "KAFKA_BROKERS": f"127.0.0.1:{free_port()}", "KAFKA_CONTROLLER_PORT": str(free_port()),
+                "POSTGRES_USER": "fraud", "POSTGRES_DB": "frauddb"})
+    stack = PrivateStack(paths, cfg)
+    try:
+        stack.start(service)
+        yield stack
+    finally:
+        stack.stop(service)
+        shutil.rmtree(state, ignore_errors=True)
