@@ -4,7 +4,8 @@ and served in the Prometheus text format (for Prometheus and Grafana).
 Reads:  PostgreSQL ``<pg-schema>`` (transactions, fraud_alerts, labels); the MLflow registry
         (Production version of MODEL_NAME); the services, through fraudops.health.
 Writes: monitoring_metrics rows of source ``collector`` (one per metric and label set, each
-        collection); ``http://127.0.0.1:<port>/metrics`` (loopback only) while it runs.
+        collection); ``http://127.0.0.1:<port>/metrics`` (loopback by default; --host in a
+        container) while it runs.
 
 The seed's list, as :data:`METRICS` (Prometheus names get the ``fraudops_`` prefix):
 transactions per minute (last 5 minutes), average amount, fraud detection rate and average fraud
@@ -205,11 +206,11 @@ def collect_and_publish(settings, pg_schema: str, exporter: PrometheusExporter |
     return rows
 
 
-def run(settings, pg_schema: str, interval: float, port: int, stop: threading.Event) -> None:
+def run(settings, pg_schema: str, interval: float, port: int, stop: threading.Event, host: str = LOOPBACK) -> None:
     """Serve the gauges and collect every ``interval`` seconds until ``stop`` is set."""
     exporter = PrometheusExporter()
-    server = exporter.serve(port)
-    log.info("serving http://%s:%d/metrics, collecting every %.0fs", LOOPBACK, server.server_port, interval)
+    server = exporter.serve(port, host)
+    log.info("serving http://%s:%d/metrics, collecting every %.0fs", host, server.server_port, interval)
     try:
         while not stop.is_set():
             rows = collect_and_publish(settings, pg_schema, exporter)
@@ -230,7 +231,8 @@ def format_rows(rows: Sequence[MetricRow]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m monitoring.metrics_collector", description=__doc__.split("\n\n")[0])
     p.add_argument("--interval", type=float, default=60.0, help="seconds between collections")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="Prometheus port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="Prometheus port (0: any free port)")
+    p.add_argument("--host", default=LOOPBACK, help="address to bind; keep the loopback default outside containers")
     p.add_argument("--pg-schema", default="public")
     p.add_argument("--once", action="store_true", help="collect and store once, print, exit (no server)")
     return p
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        run(settings, args.pg_schema, args.interval, args.port, stop)
+        run(settings, args.pg_schema, args.interval, args.port, stop, args.host)
     except KeyboardInterrupt:
         stop.set()
     return 0

@@ -286,11 +286,13 @@ def train_and_gate(prepared, data: TrainingData, name: str, model_type: str, pro
     import mlflow
 
     from fraudops.registry import configure_tracking
+    from monitoring.tracking import entry_point_experiment
     from pipelines.evaluate import Holdout
     from pipelines.promote import promote_version
     from pipelines.train import start_step_run, train_model, use_experiment
 
     configure_tracking(settings)
+    experiment_name = entry_point_experiment(experiment_name)  # nested runs next to `mlflow run`'s run
     use_experiment(experiment_name)
     with start_step_run(f"retrain-{name}") as run:
         mlflow.set_tag("step", "retrain")
