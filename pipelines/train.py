@@ -421,9 +421,12 @@ def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samp
     """
     import mlflow
 
+    from fraudops.model import check_model_type
     from fraudops.registry import configure_tracking
     from fraudops.settings import load_settings
 
+    check_model_type(model_type)  # before any data is read or run is opened
+    feature_lists(feature_set)
     settings = settings or load_settings()
     configure_tracking(settings)
     use_experiment(experiment_name)
