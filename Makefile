@@ -95,6 +95,7 @@ DEMO_CUSTOMERS ?= 2000
 DEMO_MODEL     ?= hist_gradient_boosting
 DEMO_LIVE      ?= 3000
 DEMO_RATE      ?= 300
+DEMO_FRAUD    ?= 0.01
 WITH_ENV        = set -a; . $(CURDIR)/.stack/stack.env; set +a;
 
 demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, stream, summary
@@ -105,7 +106,7 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	@$(MAKE) --no-print-directory stream-bg
 	@echo "== 3/4 live transactions: $(DEMO_LIVE) at $(DEMO_RATE)/s plus the seed's two scenarios"
 	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
-	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --seed $$tag --no-progress && \
+	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
 	$(PY) -m fraudops.demo send-seed-scenarios --run-tag $$tag && \
 	echo "== 4/4 waiting until every message is scored" && \
 	$(PY) -m fraudops.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))

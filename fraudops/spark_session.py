@@ -43,6 +43,9 @@ def build_spark_session(app_name: str, master: str | None = None, shuffle_partit
         builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
         .config("spark.sql.session.timeZone", "UTC")
+        # Python workers start slowly on a busy 2-core machine (pandas, pyarrow imports): give them
+        # time to connect back before Spark gives up on them (default 15 s)
+        .config("spark.python.authenticate.socketTimeout", "180s")
         # no empty micro-batches: the per-user state is pruned when the user's next event comes
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

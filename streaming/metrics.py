@@ -76,6 +76,6 @@ def progress_listener(connect):
 
         def onQueryTerminated(self, event):
             if event.exception:
-                log.error("query %s terminated: %s", event.name, event.exception)
+                log.error("query %s terminated: %s", event.id, str(event.exception).splitlines()[0])
 
     return ProgressToPostgres()
