@@ -9,8 +9,8 @@ Writes: in ONE transaction: the alert's alert_status, reviewed_by, reviewed_at, 
 
 Run:
     python -m monitoring.feedback list [--limit 50]
-    python -m monitoring.feedback review TXN_123 --status confirmed --reviewer alice --note "customer confirmed"
-    python -m monitoring.feedback review TXN_456 --status false_positive --reviewer bob
+    python -m monitoring.feedback review TXN_... --status confirmed --reviewer alice --note "customer confirmed"
+    python -m monitoring.feedback review TXN_... --status false_positive --reviewer bob
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def review_alert(conn, transaction_id: str, status: str, reviewer: str, note: st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monitoring.feedback", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m monitoring.feedback", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="commands:\n" + __doc__.split("Run:\n", 1)[1].rstrip())
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--pg-schema", default="public")
     commands = p.add_subparsers(dest="command", required=True)
