@@ -7,14 +7,13 @@ parallel environments each use their own schema.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+
+from fraudops.records import MetricRow, finite_or_none, insert_audit, insert_metric_rows  # noqa: F401 - re-exported
 
 _SCHEMA_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -63,47 +62,3 @@ def read_one(conn, sql: str, params: Mapping[str, Any] | tuple | None = None) ->
         columns = [d[0] for d in cur.description]
         row = cur.fetchone()
     return dict(zip(columns, row, strict=True)) if row is not None else {}
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One monitoring_metrics row: a named value (None when undefined) with labels."""
-
-    name: str
-    value: float | None
-    labels: Mapping[str, Any] = field(default_factory=dict)
-
-
-def finite_or_none(value) -> float | None:
-    """``value`` as a float, or None when it is missing, NaN or infinite."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def insert_metric_rows(conn, source: str, rows: Iterable[MetricRow]) -> int:
-    """Insert monitoring_metrics rows of ``source`` (one timestamp: the transaction's now()).
-
-    Does not commit: the caller decides (so metrics and other writes can share a transaction).
-    """
-    values = [(source, r.name, finite_or_none(r.value), json.dumps(dict(r.labels), sort_keys=True, default=str))
-              for r in rows]
-    if not values:
-        return 0
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO monitoring_metrics (source, metric_name, metric_value, labels) VALUES (%s, %s, %s, %s)",
-            values,
-        )
-    return len(values)
-
-
-def insert_audit(conn, event_type: str, actor: str, details: Mapping[str, Any]) -> int:
-    """Insert one audit_log row; returns its audit_id. Does not commit."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO audit_log (event_type, actor, details) VALUES (%s, %s, %s) RETURNING audit_id",
-            (event_type, actor, json.dumps(dict(details), sort_keys=True, default=str)),
-        )
-        return int(cur.fetchone()[0])

@@ -113,9 +113,10 @@ def apply_decision(name: str, version: str, decision: PromotionDecision, client)
 
 def record_audit(conn, details: Mapping[str, Any]) -> None:
     """One audit_log row for the promotion decision."""
-    with conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO audit_log (event_type, actor, details) VALUES (%s, %s, %s)",
-                    (AUDIT_EVENT, AUDIT_ACTOR, json.dumps(details)))
+    from fraudops.records import insert_audit
+
+    with conn:
+        insert_audit(conn, AUDIT_EVENT, AUDIT_ACTOR, details)
 
 
 def log_promotion_run(outcome: PromotionOutcome) -> None:

@@ -7,10 +7,11 @@ StreamingQueryListener records Spark's progress (input rows, rows/s, batch durat
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
+
+from fraudops.records import MetricRow, insert_audit, insert_metric_rows
 
 log = logging.getLogger("streaming.metrics")
 SOURCE = "streaming"
@@ -26,22 +27,13 @@ def latency_summary(latencies: np.ndarray) -> dict[str, float]:
 
 
 def record_metrics(conn, values: dict[str, float], labels: dict) -> None:
-    """Insert one monitoring_metrics row per value (same labels, same timestamp)."""
-    rows = [(SOURCE, name, float(value), json.dumps(labels)) for name, value in values.items()]
-    if not rows:
-        return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO monitoring_metrics (source, metric_name, metric_value, labels) VALUES (%s, %s, %s, %s)",
-            rows,
-        )
+    """Insert and commit one monitoring_metrics row per value (same labels, same timestamp)."""
+    insert_metric_rows(conn, SOURCE, [MetricRow(name, value, labels) for name, value in values.items()])
     conn.commit()
 
 
 def record_audit(conn, event_type: str, details: dict, actor: str = "streaming-job") -> None:
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO audit_log (event_type, actor, details) VALUES (%s, %s, %s)",
-                    (event_type, actor, json.dumps(details, sort_keys=True, default=str)))
+    insert_audit(conn, event_type, actor, details)
     conn.commit()
 
 

@@ -39,7 +39,8 @@ def schema(pg_conn, unique_name):
 def planted(pg_conn, schema):
     """400 rows scored two minutes ago by version 3 (labelled with the hidden truth), 200 rows
     scored three hours ago by version 2. Returns the recent rows with a ``truth`` column."""
-    history = history_since(days=2, customers=120, seed=21, fraud_ratio=0.05)
+    history = history_since(days=3, customers=120, seed=21, fraud_ratio=0.05)
+    assert len(history) >= 600, "the planted history must hold 400 recent and 200 older rows"
     recent = history.tail(400)
     now = datetime.now(UTC)
     rows = scored_rows(recent, model_version="3", scored_at=now - timedelta(minutes=2))
