@@ -129,3 +129,9 @@ stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs
 
 stream-stop:
 	@$(PY) -m fraudops.jobs stop streaming
+
+# ---------------------------------------------------------------- benchmarks (no timed asserts in tests)
+BENCH_ARGS ?=
+.PHONY: bench
+bench: stack-up   ## throughput, latency, scoring cost, seed path: bench/results/<timestamp>.{json,md}
+	$(PY) -m bench.run $(BENCH_ARGS)
