@@ -173,7 +173,10 @@ def test_tune_with_spark_trials(settings, unique_name, prepared):
 def _run_env(settings, name: str, experiment: str) -> dict:
     """The environment a user has after sourcing .stack/stack.env, with this test's model name."""
     venv_bin = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+    # mlflow.set_experiment() in this process exports MLFLOW_EXPERIMENT_ID; the child chooses its own
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    return {**inherited, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "MODEL_NAME": name,
             "MODEL_URI": f"models:/{name}/Production", "TEST_EXPERIMENT": experiment}
 
