@@ -50,6 +50,11 @@ $(VENV_STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
+	@# Spark puts pyspark.zip first on every Python worker's path; zipimport keeps no bytecode, so
+	@# each new worker compiles pyspark again (~1 s of CPU). The streaming state runner must connect
+	@# back within a fixed 10 s, which a loaded machine misses. The same pyspark is installed in the
+	@# venv with its bytecode: without the zip, workers import that one.
+	rm -f $(VENV)/lib/python*/site-packages/pyspark/python/lib/pyspark.zip
 	@rm -f $(VENV)/.installed-*; touch $@
 
 jars: $(JARS)/kafka-broker/.fetched $(JARS)/spark-kafka/.fetched
