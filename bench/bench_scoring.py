@@ -8,7 +8,9 @@ Run:    .venv/bin/python -m bench.bench_scoring [--rows 20000] [--repeats 3]
 
 Two comparisons on the same rows:
 1. scoring stage vs raw model: ``pipeline.predict_proba`` in-process on a prepared pandas frame
-   (the floor), the registry pyfunc's ``predict`` in-process, and the job's scoring stage
+   with one thread (the floor; FraudModel.predict limits OpenMP to one thread per Spark task, and
+   on a loaded machine OpenMP's default threads only contend), the registry pyfunc's ``predict``
+   in-process, and the job's scoring stage
    (streaming.model_server.ModelServer.score: mlflow spark_udf over Arrow) on a cached Spark
    DataFrame, forced with the noop sink. Ratio = scoring stage / raw predict_proba.
 2. one micro-batch end to end, the seed's way vs ours: toPandas, a LabelEncoder applied row by
@@ -66,6 +68,7 @@ def micro_batch(featured: pd.DataFrame, rows: int) -> pd.DataFrame:
 
 def scoring_stage_vs_raw(spark, settings, model, batch: pd.DataFrame, repeats: int) -> dict:
     import mlflow.pyfunc
+    from threadpoolctl import threadpool_limits
 
     from features.definition import CATEGORICAL_FEATURES, NUMERIC_FEATURES
     from fraudops.model import fraud_probability, prepare_model_input
@@ -74,9 +77,11 @@ def scoring_stage_vs_raw(spark, settings, model, batch: pd.DataFrame, repeats: i
 
     configure_tracking(settings)
     prepared = prepare_model_input(batch, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
-    raw_seconds = best_of(repeats, lambda: fraud_probability(model.pipeline, prepared))
-    raw_with_prepare = best_of(repeats, lambda: fraud_probability(
-        model.pipeline, prepare_model_input(batch, NUMERIC_FEATURES, CATEGORICAL_FEATURES)))
+    raw_default_threads = best_of(repeats, lambda: fraud_probability(model.pipeline, prepared))
+    with threadpool_limits(limits=1):  # as FraudModel.predict runs it: one thread per Spark task
+        raw_seconds = best_of(repeats, lambda: fraud_probability(model.pipeline, prepared))
+        raw_with_prepare = best_of(repeats, lambda: fraud_probability(
+            model.pipeline, prepare_model_input(batch, NUMERIC_FEATURES, CATEGORICAL_FEATURES)))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model.name}/{model.version}")
     pyfunc_seconds = best_of(repeats, lambda: pyfunc.predict(prepared))
 
@@ -92,6 +97,7 @@ def scoring_stage_vs_raw(spark, settings, model, batch: pd.DataFrame, repeats: i
     expected = np.sort(fraud_probability(model.pipeline, prepared))
     frame.unpersist()
     return {"rows": len(batch), "raw_predict_proba_seconds": round(raw_seconds, 4),
+            "raw_predict_proba_default_threads_seconds": round(raw_default_threads, 4),
             "raw_with_input_preparation_seconds": round(raw_with_prepare, 4),
             "pyfunc_in_process_seconds": round(pyfunc_seconds, 4),
             "spark_scoring_stage_seconds": round(spark_seconds, 4),
@@ -211,10 +217,11 @@ def _truncate(settings, schema: str):
     return reset
 
 
-def run(settings, rows: int = 20_000, repeats: int = 3) -> dict:
+def run(settings, rows: int = 20_000, repeats: int = 3, model=None) -> dict:
+    """Both comparisons; ``model`` (bench_support.BenchModel) is registered when not given."""
     from fraudops.spark_session import build_spark_session
 
-    model = register_model(settings, f"bench-fraud-detector-{run_id()}")
+    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
     batch = micro_batch(model.featured, rows)
     spark = build_spark_session("bench-scoring", master="local[2]", shuffle_partitions=2)
     spark.sparkContext.setLogLevel("ERROR")

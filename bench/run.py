@@ -1,6 +1,6 @@
 """`make bench`: every benchmark of the scoring job in one go, on the local stack.
 
-Reads:  the local stack (`make stack-up`), the live simulator; registers its own models.
+Reads:  the local stack (`make stack-up`), the live simulator; registers one model for all parts.
 Writes: bench/results/<timestamp>.json (git-ignored) and bench/results/<timestamp>.md, and
         prints the markdown table (bench/RESULTS.md is a committed copy of a chosen run).
 Run:    .venv/bin/python -m bench.run [--quick] [--only scoring,stages,streaming]
@@ -24,28 +24,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import bench_report
-from bench.bench_support import RESULTS_DIR, machine_load
+from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
 PARTS = ("scoring", "stages", "streaming")
 
 
-def run_part(part: str, settings, quick: bool, scratch: Path) -> dict:
+def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
     if part == "scoring":
         from bench import bench_scoring
 
-        return bench_scoring.run(settings, rows=5_000 if quick else 20_000, repeats=2 if quick else 3)
+        return bench_scoring.run(settings, rows=5_000 if quick else 20_000, repeats=2 if quick else 3, model=model)
     if part == "stages":
         from bench import stage_profile
 
         if quick:
-            return stage_profile.run(settings, messages=1_000, customers=500, max_offsets=500)
-        return stage_profile.run(settings)
+            return stage_profile.run(settings, messages=1_000, customers=500, max_offsets=500, model=model)
+        return stage_profile.run(settings, model=model)
     from bench import bench_streaming
 
     if quick:
         return bench_streaming.run(settings, scratch, customers=2_000, max_messages=5_000, throughput_seconds=20.0,
-                                   rate_seconds=10.0, configurations=bench_streaming.QUICK_CONFIGURATIONS)
-    return bench_streaming.run(settings, scratch)
+                                   rate_seconds=10.0, configurations=bench_streaming.QUICK_CONFIGURATIONS, model=model)
+    return bench_streaming.run(settings, scratch, model=model)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,11 +65,15 @@ def main(argv: list[str] | None = None) -> dict:
                      "load_start": machine_load()}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS_DIR / f"{stamp}.json"
+    print("registering the benchmark model (production size, HistGradientBoosting)", flush=True)
+    model = register_model(settings, f"bench-fraud-detector-{stamp.lower()}")
+    results["model"] = {"name": model.name, "version": model.version, "train_rows": len(model.featured),
+                        "train_seconds": round(model.train_seconds, 1)}
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for part in parts:
             print(f"== {part} (load {machine_load()['load_1m']})", flush=True)
             try:
-                results[part] = run_part(part, settings, args.quick, Path(scratch))
+                results[part] = run_part(part, settings, args.quick, Path(scratch), model)
             except Exception as exc:  # noqa: BLE001 - record it, run the other parts
                 results[part] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
             json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")

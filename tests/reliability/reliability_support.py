@@ -129,6 +129,21 @@ def site_packages_worker_python(folder: Path) -> Path:
     return wrapper
 
 
+@contextmanager
+def fast_python_workers(spark, folder: Path):
+    """In-process counterpart of :func:`site_packages_worker_python`: Python functions created
+    inside (the job's mapInPandas, transformWithStateInPandas and model UDFs) start their workers
+    through the wrapper. Spark takes the worker's interpreter from ``SparkContext.pythonExec``
+    when a UDF is created; the shared session gets its previous value back afterwards."""
+    context = spark.sparkContext
+    previous = context.pythonExec
+    context.pythonExec = str(site_packages_worker_python(folder))
+    try:
+        yield
+    finally:
+        context.pythonExec = previous
+
+
 def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
                  max_offsets: int = 300) -> subprocess.Popen:
     """Start streaming/scoring_job.py with spark-submit in its own process group (like users do,
