@@ -41,7 +41,6 @@ from bench.bench_support import (
     produce,
     register_model,
     run_id,
-    site_packages_worker_python,
     wait_for_rows,
 )
 
@@ -88,8 +87,7 @@ def measure_latency(settings, ns, job: JobProcess, messages: list, rate: float, 
 def run_configuration(settings, model_name: str, scratch: Path, partitions: int, trigger_seconds: float,
                       rates: list[float], customers: int, max_messages: int = 100_000,
                       throughput_seconds: float = 120.0, rate_seconds: float = 30.0,
-                      max_offsets_per_trigger: int = 50_000, timeout: float = 1800,
-                      worker_python: Path | None = None) -> dict:
+                      max_offsets_per_trigger: int = 50_000, timeout: float = 1800) -> dict:
     """One job run: warm-up, a capacity probe, sustained throughput, then latency at each rate.
 
     The throughput phase is sized from the probe to last about ``throughput_seconds`` (at most
@@ -104,13 +102,12 @@ def run_configuration(settings, model_name: str, scratch: Path, partitions: int,
     job = JobProcess.build(ns, model_name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
     stream = MessageStream(customers, expected=max_messages * 2)
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
-              "max_offsets_per_trigger": max_offsets_per_trigger, "job_log": str(job.log_path), "latency": [],
-              "worker_python": "site-packages wrapper" if worker_python else "default (pyspark.zip first)"}
+              "max_offsets_per_trigger": max_offsets_per_trigger, "job_log": str(job.log_path), "latency": []}
     done = 0
     try:
         produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
         started = time.monotonic()
-        job.start(worker_python)
+        job.start()
         wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
         done = WARMUP_MESSAGES
         result["startup_seconds_incl_warmup"] = round(time.monotonic() - started, 1)
@@ -152,22 +149,15 @@ QUICK_CONFIGURATIONS = [(2, 1.0, [2000.0])]
 
 
 def run(settings, scratch: Path, customers: int = 20_000, max_messages: int = 100_000,
-        throughput_seconds: float = 120.0, rate_seconds: float = 30.0, configurations=None,
-        product_worker_python: bool = False, model=None) -> dict:
-    """Every configuration against one freshly registered model; returns the results dict.
-
-    Spark's Python workers run through bench_support.site_packages_worker_python unless
-    ``product_worker_python``: with pyspark.zip first (the product today) the job often cannot
-    start on a loaded machine (see that function); the steady state is the same.
-    """
+        throughput_seconds: float = 120.0, rate_seconds: float = 30.0, configurations=None, model=None) -> dict:
+    """Every configuration against one model (registered when not given); returns the results."""
     model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
-    worker_python = None if product_worker_python else site_packages_worker_python(scratch)
     results = {"model": {"name": model.name, "version": model.version, "train_rows": len(model.featured)},
                "runs": []}
     for partitions, trigger, rates in configurations or DEFAULT_CONFIGURATIONS:
         print(f"streaming: {partitions} partition(s), trigger {trigger}s, rates {rates} ...", flush=True)
         outcome = run_configuration(settings, model.name, scratch, partitions, trigger, rates, customers,
-                                    max_messages, throughput_seconds, rate_seconds, worker_python=worker_python)
+                                    max_messages, throughput_seconds, rate_seconds)
         print(json.dumps(outcome, indent=1), flush=True)
         results["runs"].append(outcome)
     return results
@@ -184,14 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--throughput-seconds", type=float, default=120.0, help="target length of that phase")
     parser.add_argument("--rate-seconds", type=float, default=30.0, help="duration of each fixed-rate phase")
     parser.add_argument("--quick", action="store_true", help="one configuration, small volumes (harness check)")
-    parser.add_argument("--product-worker-python", action="store_true",
-                        help="Spark workers import pyspark.zip as the product does today (slow, flaky start-up)")
     args = parser.parse_args(argv)
     configurations = QUICK_CONFIGURATIONS if args.quick else None
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as scratch:
         results = run(load_settings(), Path(scratch), args.customers, args.max_messages,
                       20.0 if args.quick else args.throughput_seconds, 10.0 if args.quick else args.rate_seconds,
-                      configurations, args.product_worker_python)
+                      configurations)
     print(json.dumps(results, indent=2))
     return results
 

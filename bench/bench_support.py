@@ -247,11 +247,8 @@ class JobProcess:
                 "--max-offsets-per-trigger", str(max_offsets_per_trigger), "--no-labels"]
         return cls(argv=argv, log_path=log_path, ui_port=ui_port)
 
-    def start(self, worker_python: Path | None = None) -> None:
-        """Start the job; ``worker_python`` replaces the Python of Spark's workers (see
-        :func:`site_packages_worker_python`), default: this interpreter, as `make stream` does."""
-        env = {**os.environ, "PYSPARK_PYTHON": str(worker_python or sys.executable),
-               "PYSPARK_DRIVER_PYTHON": sys.executable}
+    def start(self) -> None:
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                      start_new_session=True)
@@ -283,22 +280,6 @@ class JobProcess:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-
-def site_packages_worker_python(folder: Path) -> Path:
-    """A PYSPARK_PYTHON wrapper that drops pyspark.zip from the workers' PYTHONPATH.
-
-    Spark puts pyspark.zip first on every Python worker's path; zipimport keeps no bytecode, so
-    each fresh worker compiles pyspark again (about 1.1 s of CPU instead of 0.2 s). The
-    transformWithStateInPandas runner must connect back within a fixed 10 s, which a loaded
-    machine misses. pip installed the same pyspark in the venv, with its bytecode cache.
-    """
-    wrapper = folder / "python-worker.sh"
-    wrapper.write_text("#!/bin/sh\n"
-                       "PYTHONPATH=$(printf %s \"$PYTHONPATH\" | tr ':' '\\n' | grep -v '/pyspark.zip$' | paste -sd: -)\n"
-                       f"export PYTHONPATH\nexec {sys.executable} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def session_rss_bytes(session_id: int) -> int:

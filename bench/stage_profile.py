@@ -43,7 +43,6 @@ from bench.bench_support import (
     produce,
     register_model,
     run_id,
-    site_packages_worker_python,
 )
 
 PROGRESS_KEYS = ("addBatch", "queryPlanning", "getBatch", "latestOffset", "walCommit", "commitOffsets",
@@ -269,8 +268,6 @@ def user_batches(messages: list[tuple[str, bytes]], max_offsets: int) -> int:
 
 def run(settings, messages: int = 5_000, customers: int = 2_500, max_offsets: int = 2_500, model=None) -> dict:
     """Per-user costs and the stage profile; ``model`` is registered when not given."""
-    import os
-
     from fraudops.spark_session import build_spark_session
 
     model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
@@ -278,9 +275,6 @@ def run(settings, messages: int = 5_000, customers: int = 2_500, max_offsets: in
     results = {"messages": messages, "customers": customers, "max_offsets_per_trigger": max_offsets,
                "user_batches": user_batches(stream, max_offsets), "per_user_function": per_user_costs(stream)}
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as scratch:
-        # workers import the venv's pyspark (bytecode cached), else the stateful runners often
-        # cannot start on a loaded machine: see bench_support.site_packages_worker_python
-        os.environ["PYSPARK_PYTHON"] = str(site_packages_worker_python(Path(scratch)))
         spark = build_spark_session("bench-stages", master="local[2]", shuffle_partitions=4)
         spark.sparkContext.setLogLevel("ERROR")
         ns = create_namespace(settings, run_id(), 2, Path(scratch))

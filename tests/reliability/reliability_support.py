@@ -40,11 +40,11 @@ def job_options(ns, model_name: str, **overrides) -> JobOptions:
     return JobOptions(**values)
 
 
-# Spark starts the Python side of transformWithStateInPandas (and other streaming runners) as a
-# fresh interpreter that must connect back within a hard-coded 10 s; it imports pyspark from
-# pyspark.zip (no bytecode cache), so on a loaded machine it may not make it and the query fails
-# before its first batch. The job's supervisor restarts the queries from their checkpoints after
-# a growing pause; an in-process run does the same, a few times at most.
+# Spark starts the Python side of transformWithStateInPandas as a fresh interpreter that must
+# connect back within a hard-coded 10 s; on a heavily loaded machine it can miss that and the
+# query fails before its first batch (`make setup` removes pyspark.zip so that workers import the
+# compiled pyspark, which makes this rare). The job's supervisor restarts the queries from their
+# checkpoints after a growing pause; an in-process run does the same, a few times at most.
 STARTUP_FAILURE = "Python worker failed to connect back"
 STARTUP_ATTEMPTS = 6
 
@@ -117,37 +117,9 @@ def encoded(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
 
 
-def site_packages_worker_python(folder: Path) -> Path:
-    """A PYSPARK_PYTHON wrapper that drops pyspark.zip from the Python workers' PYTHONPATH, so
-    they import the venv's pyspark with its bytecode cache (see STARTUP_FAILURE): on this shared
-    machine the job otherwise spends its restarts failing to start. Not a product setting."""
-    wrapper = folder / "python-worker.sh"
-    wrapper.write_text("#!/bin/sh\n"
-                       "PYTHONPATH=$(printf %s \"$PYTHONPATH\" | tr ':' '\\n' | grep -v '/pyspark.zip$' | paste -sd: -)\n"
-                       f"export PYTHONPATH\nexec {sys.executable} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return wrapper
-
-
-@contextmanager
-def fast_python_workers(spark, folder: Path):
-    """In-process counterpart of :func:`site_packages_worker_python`: Python functions created
-    inside (the job's mapInPandas, transformWithStateInPandas and model UDFs) start their workers
-    through the wrapper. Spark takes the worker's interpreter from ``SparkContext.pythonExec``
-    when a UDF is created; the shared session gets its previous value back afterwards."""
-    context = spark.sparkContext
-    previous = context.pythonExec
-    context.pythonExec = str(site_packages_worker_python(folder))
-    try:
-        yield
-    finally:
-        context.pythonExec = previous
-
-
 def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
                  max_offsets: int = 300) -> subprocess.Popen:
-    """Start streaming/scoring_job.py with spark-submit in its own process group (like users do,
-    but with :func:`site_packages_worker_python` as the workers' Python)."""
+    """Start streaming/scoring_job.py with spark-submit in its own process group (like users do)."""
     from fraudops.spark_session import spark_kafka_jars
 
     jars = spark_kafka_jars()
@@ -159,8 +131,8 @@ def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None
             "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
             "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
             "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
-    worker = site_packages_worker_python(log_path.parent)
-    full_env = {**os.environ, "PYSPARK_PYTHON": str(worker), "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})}
+    full_env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+                **(env or {})}
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
                             start_new_session=True)

@@ -16,7 +16,7 @@ import pytest
 from fraudops.schema import MAX_MESSAGE_BYTES
 from streaming.sinks import MAX_RAW_VALUE_CHARS
 from tests import streaming_support as support
-from tests.reliability.reliability_support import drain, encoded, fast_python_workers, job_options, message
+from tests.reliability.reliability_support import drain, encoded, job_options, message
 
 pytestmark = pytest.mark.e2e
 
@@ -89,12 +89,6 @@ def model_name(settings):
     name = f"fraud-detector-hostile-{uuid.uuid4().hex[:8]}"
     support.train_and_register(settings, name, support.small_history())
     return name
-
-
-@pytest.fixture(autouse=True)
-def quick_worker_start(spark, tmp_path):
-    with fast_python_workers(spark, tmp_path):
-        yield
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from tests import streaming_support as support
 from tests.polling import assert_eventually
 from tests.reliability.reliability_support import (
     drain,
-    fast_python_workers,
     job_options,
     private_service,
     spark_submit,
@@ -178,11 +177,9 @@ def alert_ids(pg_conn, ns) -> set[str]:
 
 
 @pytest.fixture
-def redis_namespace(spark, pg_conn, settings, unique_name, tmp_path):
-    """A namespace for an in-process job, whose Python workers start quickly (see reliability_support)."""
+def redis_namespace(pg_conn, settings, unique_name, tmp_path):
     ns = namespace_on(pg_conn, settings, unique_name, tmp_path, partitions=1)
-    with fast_python_workers(spark, tmp_path):
-        yield ns
+    yield ns
     support.drop_namespace(pg_conn, ns)
 
 
