@@ -8,7 +8,7 @@ $(...)):
 
 * ``make X [VAR=value]``: X is a target of the Makefile, VAR one of its variables;
 * ``python -m module ...``: the module is importable and its ``--help`` lists every --flag and
-  bare argument used; ``python script.py``: the script exists;
+  bare argument used (and a value among the flag's {choices}); ``python script.py``: the script exists;
 * ``mlflow run . -e NAME -P k=v``: NAME is an entry point of MLproject that declares every k,
   ``--env-manager local`` is given (there is no conda), and ``mlflow run --help`` knows the options;
 * ``spark-submit ... script.py args``: the spark-submit options exist, the script exists and
@@ -89,9 +89,19 @@ def logical_lines(document: str) -> list[tuple[int, str]]:
                 else:
                     pending += "\n"  # a quoted string goes on
         else:
-            found += [(number, span) for span in re.findall(r"`([^`\n]+)`", line)
-                      if COMMAND_START.match(span) and "<" not in span]
+            found += [(number, variant) for span in re.findall(r"`([^`\n]+)`", line)
+                      if COMMAND_START.match(span) and "<" not in span for variant in alternatives(span)]
     return found
+
+
+def alternatives(span: str) -> list[str]:
+    """Inline prose writes choices as ``--action list|active``: one command per choice."""
+    words = span.split()
+    choice = next((i for i, word in enumerate(words) if re.fullmatch(r"[^|]+(\|[^|]+)+", word)), None)
+    if choice is None:
+        return [span]
+    return [variant for option in words[choice].split("|")
+            for variant in alternatives(" ".join([*words[:choice], option, *words[choice + 1:]]))]
 
 
 def quotes_closed(text: str) -> bool:
@@ -197,6 +207,9 @@ def module_argument_problems(module: str, args: tuple[str, ...]) -> list[str]:
     text = help_text(sys.executable, "-m", module, "--help")
     problems, previous = [], ""
     for arg in args:
+        choices = re.search(rf"{re.escape(previous)} \{{([^}}]+)\}}", text) if previous.startswith("--") else None
+        if choices and not arg.startswith("-") and arg not in choices.group(1).split(","):
+            problems.append(f"python -m {module}: {previous} {arg} is not one of {{{choices.group(1)}}}")
         if arg.startswith("-"):
             flag = arg.split("=", 1)[0]
             if flag not in text:
@@ -337,6 +350,7 @@ def test_readme_entry_point_table_matches_mlproject():
     ("python -m pipelines.no_such_module", "module not found"),
     ("python -m pipelines.train --no-such-flag 1", "--no-such-flag is not an option"),
     ("python -m fraudops.db no-such-command", "argument 'no-such-command'"),
+    ("python -m pipelines.registry --action no-such-action", "--action no-such-action is not one of"),
     ("mlflow run . -e no_such_entry --env-manager local", "entry point 'no_such_entry'"),
     ("mlflow run . -e train --env-manager local -P no_such_param=1", "has no parameter 'no_such_param'"),
     ("mlflow run . -e train -P data=x", "--env-manager local"),
