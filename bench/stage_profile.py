@@ -107,29 +107,38 @@ def _per_user_tws(valid, processor, with_features: bool):
 
 def _per_user_apply(valid, compute_features: bool):
     """The same per-user work through applyInPandasWithState (state travels inline with the
-    Arrow batches instead of per-call round trips to the JVM)."""
-    from pyspark.sql.streaming.state import GroupStateTimeout
+    Arrow batches instead of per-call round trips to the JVM).
 
-    from features.spark_columns import USER_STATE_SCHEMA, schema_with_features, with_optional_spark_columns
+    The state is one JSON string: in pyspark 4.3 applyInPandasWithState cannot read back a state
+    schema with array fields (KeyError 'elementType' in StructType.fromJson), which the UserState
+    record needs.
+    """
+    import json
+
+    from pyspark.sql.streaming.state import GroupStateTimeout
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from features.spark_columns import schema_with_features, with_optional_spark_columns
     from features.stream import PROCESSOR_FEATURES, features_for_user_events
     from features.user_state import UserState
 
     prepared = with_optional_spark_columns(valid)
     schema = schema_with_features(prepared.schema, PROCESSOR_FEATURES) if compute_features else prepared.schema
+    state_schema = StructType([StructField("record_json", StringType())])
     columns = schema.fieldNames()
 
     def per_user(key, frames, state):
-        prior = UserState.from_record(state.get) if state.exists else None
+        prior = UserState.from_record(json.loads(state.get[0])) if state.exists else None
         if compute_features:
             out, new_state = features_for_user_events(prior, pd.concat(list(frames), ignore_index=True))
-            state.update(new_state.to_record())
+            state.update((json.dumps(new_state.to_record()),))
             yield out[columns]
         else:
-            state.update((prior or UserState()).to_record())
+            state.update((json.dumps((prior or UserState()).to_record()),))
             yield from frames
 
     return prepared.groupBy("user_id").applyInPandasWithState(
-        per_user, schema, USER_STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout)
+        per_user, schema, state_schema, "append", GroupStateTimeout.NoTimeout)
 
 
 def stage_frames(spark, settings, ns, model_server, max_offsets: int) -> dict:
@@ -186,7 +195,12 @@ def profile_stages(spark, settings, model_name: str, ns, messages: int, max_offs
     stages = {}
     for name, build in stage_frames(spark, settings, ns, server, max_offsets).items():
         load = machine_load()
-        seconds, progress = run_query(build(), f"{ns.pg_schema}_{name}", scratch / f"cp-{name}")
+        try:
+            seconds, progress = run_query(build(), f"{ns.pg_schema}_{name}", scratch / f"cp-{name}")
+        except Exception as exc:  # noqa: BLE001 - record it, profile the other stages
+            stages[name] = {"error": str(exc).splitlines()[0][:500], "load": load}
+            print(f"  {name}: failed: {stages[name]['error']}", flush=True)
+            continue
         stages[name] = {"seconds": round(seconds, 2), "rows_per_second": round(messages / seconds, 1),
                         "load": load, **summarize_progress(progress)}
         print(f"  {name}: {seconds:.1f}s ({messages / seconds:,.0f} rows/s), load {load['load_1m']}", flush=True)
