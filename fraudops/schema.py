@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,7 @@ REJECT_REASON_COLUMN = "reject_reason"
 
 # Prefix of each rejection code -> what it means (detail after ":" names the field or value).
 REJECTION_CODES: dict[str, str] = {
+    "bad_characters:<field>": "a NUL character or a lone UTF-16 surrogate in a string field",
     "empty_message": "the Kafka value is null or empty",
     "wrong_type:message": "the value is neither bytes nor str",
     "oversized_message": f"the value is longer than {MAX_MESSAGE_BYTES} bytes",
@@ -149,6 +151,10 @@ class _Reject(Exception):
 
 
 # --- field checks -----------------------------------------------------------------------------
+# NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (Arrow)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _check_string(spec: FieldSpec, value: Any) -> str:
     if not isinstance(value, str):
         raise _Reject(f"wrong_type:{spec.name}")
@@ -157,6 +163,8 @@ def _check_string(spec: FieldSpec, value: Any) -> str:
         raise _Reject(f"empty_field:{spec.name}")
     if len(text) > MAX_STRING_LENGTH:
         raise _Reject(f"oversized_field:{spec.name}")
+    if _UNSTORABLE.search(text):
+        raise _Reject(f"bad_characters:{spec.name}")
     if spec.allowed is not None and text not in spec.allowed:
         raise _Reject(f"{_UNKNOWN_CODE_REASON[spec.name]}:{text[:16]}")
     return text

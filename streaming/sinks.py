@@ -89,7 +89,9 @@ def _csv_buffer(frame: pd.DataFrame) -> io.StringIO:
     for name in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[name]):
             frame[name] = as_utc(frame[name])
-    frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+    # NULL is CSV's unquoted empty field (no data value is empty: the contract rejects empty
+    # strings), so a merchant called "\\N" stays a string
+    frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S.%f%z")
     buffer.seek(0)
     return buffer
 
@@ -104,7 +106,7 @@ def copy_upsert(cur, table: str, frame: pd.DataFrame, columns: list[str], confli
     temp = f"incoming_{table}"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
     cols = ", ".join(columns)
-    cur.copy_expert(f"COPY {temp} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", _csv_buffer(frame[columns]))
+    cur.copy_expert(f"COPY {temp} ({cols}) FROM STDIN WITH (FORMAT csv)", _csv_buffer(frame[columns]))
     cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT {conflict}")
     return cur.rowcount
 

@@ -33,7 +33,7 @@ def _raw_text(value) -> str | None:
     if value is None:
         return None
     text = bytes(value)[: MAX_RAW_VALUE_CHARS * 4].decode("utf-8", errors="replace")
-    return text[:MAX_RAW_VALUE_CHARS]
+    return text[:MAX_RAW_VALUE_CHARS].replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
 
 
 def validate_kafka_chunks(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -153,23 +153,15 @@ def test_a_duplicate_in_a_later_batch_keeps_the_first_row(spark, settings, pg_co
     assert support.count(pg_conn, namespace, "quarantine") == 0
 
 
-# Messages the validator accepts but a later stage cannot store. Each one alone stops the whole
-# job (the batch fails, the supervisor restarts it from the checkpoint and fails again on the
-# same offsets), so nothing after it is ever scored. See the reliability section of the bench
-# report for the fix; remove the xfail once the job quarantines or stores them.
+# Messages a later stage could not store (each alone would stop the job: the batch fails and the
+# supervisor fails again on the same offsets): NUL and lone surrogates are now rejected by the
+# contract (bad_characters:<field>), NUL is replaced in quarantined raw values, and the COPY
+# NULL marker is CSV's unquoted empty field, so a merchant called "\N" is stored as it is.
 POISON_PILLS = [
-    pytest.param(encoded(message(merchant="a\u0000b")), id="nul-character",
-                 marks=pytest.mark.xfail(strict=True, reason="PostgreSQL text cannot hold NUL: COPY fails "
-                                         "(invalid byte sequence for encoding UTF8: 0x00)")),
-    pytest.param(json.dumps(message(merchant="x")).replace('"x"', '"a\\ud800b"').encode(), id="lone-surrogate",
-                 marks=pytest.mark.xfail(strict=True, reason="a JSON-escaped lone surrogate passes the validator, "
-                                         "then Arrow cannot encode it in the validation mapInPandas")),
-    pytest.param(b"\xff\xfe\x00 garbage", id="nul-byte-in-a-rejected-message",
-                 marks=pytest.mark.xfail(strict=True, reason="streaming/validation.py _raw_text keeps the NUL of a "
-                                         "rejected value: the quarantine COPY fails (0x00), the quarantine query stops")),
-    pytest.param(encoded(message(merchant="\\N")), id="copy-null-marker",
-                 marks=pytest.mark.xfail(strict=True, reason=r"merchant '\N' is written unquoted to the COPY CSV "
-                                         "whose NULL marker is \\N: NOT NULL violation")),
+    pytest.param(encoded(message(merchant="a\u0000b")), id="nul-character"),
+    pytest.param(json.dumps(message(merchant="x")).replace('"x"', '"a\\ud800b"').encode(), id="lone-surrogate"),
+    pytest.param(b"\xff\xfe\x00 garbage", id="nul-byte-in-a-rejected-message"),
+    pytest.param(encoded(message(merchant="\\N")), id="copy-null-marker"),
 ]
 
 

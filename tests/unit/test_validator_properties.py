@@ -208,9 +208,6 @@ def _utf8(text: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="the validator accepts strings with NUL (PostgreSQL text cannot hold it) and "
-                   "JSON-escaped lone surrogates (UTF-8/Arrow cannot encode them); see "
-                   "tests/reliability/test_hostile_input.py::test_a_message_the_sinks_cannot_store_does_not_stop_the_job")
 @PROPERTY_SETTINGS
 @given(valid_messages().map(lambda c: c[0]), st.sampled_from(["merchant", "user_id", "device_id"]),
        st.text(max_size=8), st.sampled_from(["\x00", "\ud800", "\udfff"]) | st.characters(blacklist_categories=()))
