@@ -30,7 +30,7 @@ def spark_submit(ns, model_name: str, log_path: Path) -> subprocess.Popen:
             "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
             "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
             "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
-            "--max-offsets-per-trigger", "300", "--trigger-seconds", "0.5"]
+            "--max-offsets-per-trigger", "500", "--trigger-seconds", "0.5"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
@@ -47,14 +47,14 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
     log_path = tmp_path / "job.log"
     job = spark_submit(ns, model_name, log_path)
     try:
-        assert_eventually(lambda: support.count(pg_conn, ns, "transactions") > 0, timeout=300, interval=0.5,
+        assert_eventually(lambda: support.count(pg_conn, ns, "transactions") > 0, timeout=600, interval=0.5,
                           message=f"first rows scored (log {log_path})")
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
         killed_at = support.count(pg_conn, ns, "transactions")
         support.produce(settings, ns.topic, [(r["user_id"].encode(), serialize_message(r)) for r in second])
         job = spark_submit(ns, model_name, log_path)
-        assert_eventually(lambda: support.count(pg_conn, ns, "transactions") >= len(rows), timeout=400,
+        assert_eventually(lambda: support.count(pg_conn, ns, "transactions") >= len(rows), timeout=1200,
                           interval=1.0, message=f"all rows scored after restart (log {log_path})")
         os.killpg(job.pid, signal.SIGTERM)  # what `make stream-stop` / stack-down send
         assert job.wait(120) in (0, 143), log_path.read_text()[-3000:]
