@@ -124,8 +124,10 @@ def scoring_table(results: dict) -> list[str]:
                            ("raw_with_input_preparation_seconds", "raw + prepare_model_input"),
                            ("pyfunc_in_process_seconds", "registry pyfunc predict, in process"),
                            ("spark_scoring_stage_seconds", "job's scoring stage (spark_udf, noop sink)"),
+                           ("spark_mapinpandas_pyfunc_seconds", "prototype: mapInPandas + pyfunc loaded once per worker"),
                            ("spark_passthrough_seconds", "Spark pass-through of the same cached rows")):
-            lines.append(f"| {label} | {stage['rows']:,} | {stage[key]:.3f} | {stage['rows'] / stage[key]:,.0f} | {load} |")
+            if key in stage:
+                lines.append(f"| {label} | {stage['rows']:,} | {stage[key]:.3f} | {stage['rows'] / stage[key]:,.0f} | {load} |")
     if seed:
         load = _load(_get(seed, "load", "before"))
         lines.append(f"| seed way: toPandas, LabelEncoder per row, scaler, predict, to_sql | {seed['rows']:,} "
