@@ -50,8 +50,9 @@ class Review:
 
 def pending_alerts(conn, limit: int = 50) -> pd.DataFrame:
     """The oldest ``limit`` pending alerts (highest score first within a detection time)."""
+    columns = ", ".join(LIST_COLUMNS)
     return read_frame(conn, f"""
-        SELECT {", ".join(LIST_COLUMNS)} FROM fraud_alerts WHERE alert_status = 'pending'
+        SELECT {columns} FROM fraud_alerts WHERE alert_status = 'pending'
         ORDER BY detection_time, fraud_score DESC, transaction_id LIMIT %(limit)s""", {"limit": limit})
 
 

@@ -115,10 +115,9 @@ def load_database_rows(conn, db_window: timedelta | None, label_maturity: timede
 
     columns = ", ".join(f"t.{c}" for c in TRANSACTION_COLUMNS)
     since = "AND t.scored_at >= now() - %(window)s" if db_window is not None else ""
-    mature = "t.scored_at <= now() - %(maturity)s" if label_maturity is not None else "FALSE"
     rows = read_frame(conn, f"""
         SELECT {columns}, CASE WHEN l.is_fraud IS NOT NULL THEN l.is_fraud::int
-                               WHEN {mature} THEN 0 END AS label
+                               WHEN t.scored_at <= now() - %(maturity)s::interval THEN 0 END AS label
         FROM transactions t LEFT JOIN ({LATEST_LABELS_SQL}) l ON l.transaction_id = t.transaction_id
         WHERE t.scored_at IS NOT NULL {since}
         ORDER BY t.transaction_time, t.transaction_id""", {"window": db_window, "maturity": label_maturity})

@@ -150,3 +150,25 @@ def test_named_errors(settings, schema):
     with pytest.raises(ValueError, match="gap='soon'"):
         retrain(pg_schema=schema, gap="soon", settings=settings)
     assert main(["--pg-schema", schema, "--holdout-fraction", "0.3"]) == 2  # empty schema
+
+
+def test_label_maturity_decides_which_unlabelled_rows_count_as_genuine(settings, pg_conn, schema):
+    from pipelines.retrain import load_database_rows
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    recent = history_since(days=1, customers=20, seed=5, end=now - timedelta(hours=3)).head(3)
+    old, young, charged = recent["transaction_id"].tolist()
+    rows = scored_rows(recent, model_version="1")
+    rows["scored_at"] = [now - timedelta(hours=3), now - timedelta(minutes=5), now - timedelta(hours=3)]
+    insert_scored(pg_conn, schema, rows, with_alerts=False)
+    insert_rows(pg_conn, schema, "labels", pd.DataFrame({
+        "transaction_id": [charged], "is_fraud": [True], "source": ["chargeback"], "labeled_at": [now]}))
+
+    conn = connect_schema(settings, schema)
+    try:
+        one_hour = load_database_rows(conn, None, timedelta(hours=1)).transactions.set_index("transaction_id")["label"]
+        never = load_database_rows(conn, None, None).transactions.set_index("transaction_id")["label"]
+    finally:
+        conn.close()
+    assert one_hour[old] == 0 and pd.isna(one_hour[young]) and one_hour[charged] == 1
+    assert pd.isna(never[old]) and pd.isna(never[young]) and never[charged] == 1
