@@ -13,6 +13,8 @@ VENV_STAMP  := $(VENV)/.installed-$(REQ_HASH)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
+# local Spark listens on loopback only (driver RPC, block manager, UI); a cluster sets its own
+export SPARK_LOCAL_IP ?= 127.0.0.1
 # jars already shipped inside pyspark; the connector must not bring a second copy
 SPARK_PROVIDED := hadoop-client-api,hadoop-client-runtime,scala-library,slf4j-api,lz4-java,snappy-java,jsr305,spark-tags_2.13,scala-parallel-collections_2.13
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fraudops.schema import serialize_message
-from fraudops.spark_session import spark_kafka_jars
+from fraudops.spark_session import local_job_env, spark_kafka_jars
 from tests import streaming_support as support
 from tests.polling import assert_eventually
 
@@ -31,7 +31,7 @@ def spark_submit(ns, model_name: str, log_path: Path) -> subprocess.Popen:
             "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
             "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
             "--max-offsets-per-trigger", "500", "--trigger-seconds", "0.5"]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env = local_job_env()
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
 

@@ -120,7 +120,7 @@ def encoded(record: dict) -> bytes:
 def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
                  max_offsets: int = 300) -> subprocess.Popen:
     """Start streaming/scoring_job.py with spark-submit in its own process group (like users do)."""
-    from fraudops.spark_session import spark_kafka_jars
+    from fraudops.spark_session import local_job_env, spark_kafka_jars
 
     jars = spark_kafka_jars()
     assert jars, "Spark Kafka connector jars missing: run `make setup`"
@@ -131,8 +131,7 @@ def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None
             "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
             "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
             "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
-    full_env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-                **(env or {})}
+    full_env = local_job_env({**os.environ, **(env or {})})
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
                             start_new_session=True)

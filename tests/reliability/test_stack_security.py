@@ -99,9 +99,6 @@ def test_redis_refuses_a_client_without_the_password(settings, redis_client):
     assert redis_client.config_get("protected-mode")["protected-mode"] == "yes"
 
 
-@pytest.mark.xfail(strict=True, reason="the Spark driver (the scoring job's JVM) binds its UI on *:4040 and its RPC and "
-                   "block-manager ports on the machine's external address; fix: SPARK_LOCAL_IP=127.0.0.1 plus "
-                   "spark.driver.bindAddress/spark.driver.host=127.0.0.1 for local runs (fraudops/spark_session.py)")
 def test_the_spark_driver_listens_on_loopback_only(spark):
     pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
     inodes = process_socket_inodes(int(pid))
