@@ -233,7 +233,7 @@ class JobProcess:
     def build(cls, ns: BenchNamespace, model_name: str, log_path: Path, trigger_seconds: float = 1.0,
               max_offsets_per_trigger: int = 50_000, driver_memory: str = "3g",
               shuffle_partitions: int = 4) -> JobProcess:
-        from fraudops.spark_session import local_job_env, spark_kafka_jars
+        from fraudops.spark_session import spark_kafka_jars
 
         jars = spark_kafka_jars()
         if not jars:
@@ -248,6 +248,8 @@ class JobProcess:
         return cls(argv=argv, log_path=log_path, ui_port=ui_port)
 
     def start(self) -> None:
+        from fraudops.spark_session import local_job_env
+
         env = local_job_env()
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,

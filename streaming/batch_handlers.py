@@ -16,7 +16,14 @@ import pandas as pd
 
 from features.spark_columns import attach_merchant_risk
 from fraudops.tables import LABEL_SOURCES, TRANSACTION_INSERT_COLUMNS
-from streaming.metrics import latency_summary, record_audit, record_metrics
+from streaming.metrics import (
+    REDIS_GAP_CLOSED,
+    REDIS_GAP_STARTED,
+    latency_summary,
+    open_redis_gap,
+    record_audit,
+    record_metrics,
+)
 from streaming.sinks import (
     WRITE_STATS_DDL,
     SinkTargets,
@@ -38,6 +45,7 @@ class ScoringBatchWriter:
         self.merchant_risk = merchant_risk
         self.targets = targets
         self.redis_gap_since: datetime | None = None  # first alert Redis missed, if any
+        self._gap_restored = False  # read an unclosed gap of an earlier run from audit_log once
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = datetime.now(UTC)
@@ -73,15 +81,21 @@ class ScoringBatchWriter:
                      served.version, duration)
 
     def _track_redis_gap(self, conn, missed: int, started: datetime) -> None:
-        """Report alerts Redis missed, and copy them over from PostgreSQL once it is back."""
+        """Report alerts Redis missed, and copy them over from PostgreSQL once it is back.
+
+        The gap is recorded in audit_log, so a job restarted during an outage still resyncs it.
+        """
+        if not self._gap_restored:
+            self.redis_gap_since = self.redis_gap_since or open_redis_gap(conn)
+            self._gap_restored = True
         if missed and self.redis_gap_since is None:
             self.redis_gap_since = started
-            record_audit(conn, "redis_gap_started", {"missed_alerts": missed, "since": started.isoformat()})
+            record_audit(conn, REDIS_GAP_STARTED, {"missed_alerts": missed, "since": started.isoformat()})
             log.warning("Redis unreachable: %d alerts kept in PostgreSQL only, will resync", missed)
         elif not missed and self.redis_gap_since is not None:
             still_missing = resync_redis_alerts(conn, self.targets, self.redis_gap_since)
             if not still_missing:
-                record_audit(conn, "redis_gap_closed", {"since": self.redis_gap_since.isoformat()})
+                record_audit(conn, REDIS_GAP_CLOSED, {"since": self.redis_gap_since.isoformat()})
                 log.info("Redis back: alerts since %s copied from PostgreSQL", self.redis_gap_since)
                 self.redis_gap_since = None
 

@@ -8,6 +8,7 @@ StreamingQueryListener records Spark's progress (input rows, rows/s, batch durat
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import numpy as np
 
@@ -35,6 +36,22 @@ def record_metrics(conn, values: dict[str, float], labels: dict) -> None:
 def record_audit(conn, event_type: str, details: dict, actor: str = "streaming-job") -> None:
     insert_audit(conn, event_type, actor, details)
     conn.commit()
+
+
+REDIS_GAP_STARTED = "redis_gap_started"
+REDIS_GAP_CLOSED = "redis_gap_closed"
+
+
+def open_redis_gap(conn) -> datetime | None:
+    """Start of a Redis gap that audit_log reports as not closed (a job restart must not forget it)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT event_type, details->>'since' FROM audit_log WHERE event_type IN (%s, %s) "
+                    "ORDER BY audit_id DESC LIMIT 1", (REDIS_GAP_STARTED, REDIS_GAP_CLOSED))
+        row = cur.fetchone()
+    conn.rollback()
+    if not row or row[0] != REDIS_GAP_STARTED or not row[1]:
+        return None
+    return datetime.fromisoformat(row[1])
 
 
 def progress_listener(connect):

@@ -218,9 +218,6 @@ def test_redis_down_alerts_reach_postgres_and_redis_catches_up(spark, settings, 
     assert support.count(pg_conn, ns, "transactions") == 60
 
 
-@pytest.mark.xfail(strict=True, reason="the Redis gap lives only in the ScoringBatchWriter's memory "
-                   "(streaming/batch_handlers.py, redis_gap_since): a job restart during the outage forgets it, "
-                   "so the alerts Redis missed are never copied over")
 def test_redis_gap_survives_a_job_restart(spark, settings, pg_conn, history, alert_everything_model,
                                           redis_namespace):
     import redis
