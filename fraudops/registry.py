@@ -9,8 +9,8 @@ Conventions of a `fraud-detector` version (written once, here):
 * tags ``decision_threshold`` and ``feature_set_version`` (also inside the model's metadata);
 * stage ``Production`` plus the alias ``champion`` for the served version (moved together by
   :func:`promote_to_production`, which archives the previous Production version);
-* run artifact ``reference/features.parquet``: a sample of the training features with score and
-  label (the drift monitor's reference data).
+* run artifact ``reference/features.parquet``: a sample of the validation period's features with
+  the model's out-of-sample score and the label (the drift monitor's reference data).
 
 The streaming job: ``served = resolve_served_model(settings.model_uri)`` gives the pinned URI
 (``models:/<name>/<version>``), the version and the threshold; between micro-batches

@@ -270,7 +270,12 @@ def log_plots(test_scored: pd.DataFrame, threshold: float, importances: Mapping[
 
 
 def reference_sample(rows: pd.DataFrame, scores: np.ndarray, columns: Sequence[str], seed: int = 42) -> pd.DataFrame:
-    """Up to 20k training rows: transaction_time, feature columns, score, label (drift reference)."""
+    """Up to 20k rows: transaction_time, feature columns, score, label (the drift reference).
+
+    Pass the validation period with its out-of-sample scores: the model never fit those rows, so
+    their score distribution is what the model gives on unseen traffic like the stream's (fit
+    rows' in-sample scores are overconfident and would make score drift fire on any stream).
+    """
     frame = rows[["transaction_time", *columns]].assign(score=scores, label=rows[LABEL_COLUMN].to_numpy())
     return frame.sample(min(len(frame), REFERENCE_SAMPLE_ROWS), random_state=seed).sort_index()
 
@@ -372,8 +377,8 @@ def train_in_active_run(prepared: PreparedData, model_type: str, params: Mapping
     log_scenario_metrics("test", metrics_by_scenario(result.test, result.threshold))
     importances = permutation_importances(pipeline, frames.validation, numeric, categorical, seed) if log_importance else {}
     log_plots(result.test, result.threshold, importances or {"(not computed)": 0.0})
-    fit_scores = score_rows(pipeline, frames.fit, numeric, categorical)
-    log_reference(reference_sample(frames.fit, fit_scores, [*numeric, *categorical], seed))
+    log_reference(reference_sample(frames.validation, result.validation["score"].to_numpy(),
+                                   [*numeric, *categorical], seed))
     metadata = ModelMetadata(result.threshold, THRESHOLD_OBJECTIVE, FEATURE_SET_VERSION, tuple(numeric),
                              tuple(categorical), model_type, extra={"feature_set": feature_set})
     info = log_fraud_model(pipeline, metadata, frames.fit.head(5))
