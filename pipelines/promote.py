@@ -10,7 +10,7 @@ Writes: unless --dry-run true: the candidate's stage (Staging when it passes val
         metrics and the decision. With --dry-run true it only prints the decision and why.
 
 Run:
-    python -m pipelines.promote --version latest --data data/history.parquet --dry-run false
+    python -m pipelines.promote --version latest --data data/history.parquet --dry-run false [--pg-schema public]
     mlflow run . -e promote --env-manager local -P version=3 -P dry_run=true
 """
 
@@ -139,7 +139,7 @@ def log_promotion_run(outcome: PromotionOutcome) -> None:
 def promote_version(version: str = "latest", data: str = "data/history.parquet", dry_run: bool = False,
                     test_start=None, test_end=None, model_name: str | None = None,
                     policy: PromotionPolicy = DEFAULT_POLICY, experiment_name: str = DEFAULT_EXPERIMENT,
-                    holdout: Holdout | None = None, settings=None) -> PromotionOutcome:
+                    holdout: Holdout | None = None, pg_schema: str = "public", settings=None) -> PromotionOutcome:
     """Evaluate the candidate and the champion on the same holdout, decide, and (unless dry-run) apply.
 
     Args:
@@ -151,17 +151,18 @@ def promote_version(version: str = "latest", data: str = "data/history.parquet",
         policy: thresholds and comparison (pipelines.promotion_policy).
         experiment_name: MLflow experiment of the promotion run.
         holdout: an already featurized holdout (skips reading ``data``).
+        pg_schema: PostgreSQL schema whose audit_log gets the decision (the job's schema).
         settings: fraudops Settings (default load_settings()).
     """
-    from fraudops.db import connect
     from fraudops.registry import get_version, registry_client
     from fraudops.settings import load_settings
+    from monitoring.storage import connect_schema
 
     settings = settings or load_settings()
     client = registry_client(settings)
     name = model_name or settings.model_name
     candidate_version = str(get_version(name, version, client).version)
-    conn = None if dry_run else connect(settings)  # fail before changing the registry if PostgreSQL is down
+    conn = None if dry_run else connect_schema(settings, pg_schema)  # fail before changing the registry if PostgreSQL is down
     try:
         holdout = holdout or load_holdout(data, test_start, test_end)
         candidate = evaluate_on_holdout(f"models:/{name}/{candidate_version}", holdout, client)
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-start", default="")
     parser.add_argument("--test-end", default="")
     parser.add_argument("--model-name", default="", help="default: MODEL_NAME (fraud-detector)")
+    parser.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the audit_log row")
     return parser
 
 
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> PromotionOutcome:
     if version.replace(".0", "", 1).isdigit():  # MLflow may pass "3.0"
         version = str(int(float(version)))
     outcome = promote_version(version, args.data, parse_bool(args.dry_run, "--dry-run"), args.test_start,
-                              args.test_end, args.model_name or None)
+                              args.test_end, args.model_name or None, pg_schema=args.pg_schema)
     mode = "DRY RUN, nothing changed" if outcome.dry_run else f"applied: {outcome.applied_stage or 'no change'}"
     print(f"{outcome.model_name} v{outcome.candidate_version} -> {outcome.decision.explain()} ({mode})")
     print(json.dumps(outcome.summary(), indent=2))

@@ -301,7 +301,8 @@ def train_and_gate(prepared, data: TrainingData, name: str, model_type: str, pro
                               experiment_name=experiment_name, seed=seed, prepared=prepared, settings=settings)
         holdout = Holdout(prepared.frames.test, prepared.split.test_start, prepared.split.test_end)
         outcome = promote_version(trained.version, dry_run=not promote, model_name=name, policy=policy,
-                                  experiment_name=experiment_name, holdout=holdout, settings=settings)
+                                  experiment_name=experiment_name, holdout=holdout,
+                                  pg_schema=run_params["pg_schema"], settings=settings)
         mlflow.set_tags({"candidate_version": trained.version, "decision_stage": str(outcome.decision.stage),
                          "applied_stage": str(outcome.applied_stage)})
     return run.info.run_id, trained, outcome

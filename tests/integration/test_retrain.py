@@ -10,6 +10,7 @@ import pytest
 
 from fraudops.registry import CHAMPION_ALIAS, production_version, registry_client
 from monitoring.storage import MetricRow, connect_schema, insert_audit, insert_metric_rows
+from pipelines.promote import AUDIT_EVENT as PROMOTION_EVENT
 from pipelines.promotion_policy import MetricThreshold, PromotionPolicy
 from pipelines.retrain import AUDIT_EVENT, DataValidationError, main, retrain
 from tests.monitoring_support import (
@@ -88,6 +89,8 @@ def test_a_better_candidate_replaces_the_champion(settings, pg_conn, schema, nam
     assert result.split.test_start > pd.to_datetime(world["recent"]["transaction_time"], utc=True).min()
     assert result.outcome.candidate.period == result.outcome.champion.period
     assert count_rows(pg_conn, schema, "audit_log", "event_type = %s", (AUDIT_EVENT,)) == 1
+    # the gate's decision is audited in the job's schema too, not in public
+    assert count_rows(pg_conn, schema, "audit_log", "event_type = %s", (PROMOTION_EVENT,)) == 1
     children = client.search_runs([client.get_run(result.run_id).info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert {r.data.tags.get("step") for r in children} >= {"train"}
