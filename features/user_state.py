@@ -21,10 +21,12 @@ Semantics (exact on both paths while events of a user arrive in event-time order
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.definition import (
     LONGEST_WINDOW_SECONDS,
@@ -175,6 +177,39 @@ def _prefix(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _segment_prefix(seg: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Like :func:`_prefix` but restarting at 0 at each segment's first row.
+
+    ``out[i]`` is the sum of the rows of i's segment before i, accumulated in the same order and
+    precision as ``_prefix`` of that segment alone, so window sums are bit-identical to a call of
+    one segment (one user). Segments are laid out as rows of zero-padded matrices, one matrix per
+    power-of-two length class (a loop over at most ~30 classes, never over segments or rows);
+    ``np.cumsum`` along a matrix row is the same sequential accumulation as on a vector.
+    """
+    n = len(values)
+    out = np.zeros(n + 1, dtype=np.longdouble)
+    if n == 0:
+        return out
+    values = np.asarray(values, dtype=np.longdouble)
+    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+    lengths = np.diff(np.append(starts, n))
+    segment_of_row = np.repeat(np.arange(len(starts)), lengths)
+    position = np.arange(n) - starts[segment_of_row]
+    length_class = np.ceil(np.log2(lengths)).astype("int64")
+    row_class = length_class[segment_of_row]
+    for c in np.unique(length_class):
+        members = np.flatnonzero(length_class == c)
+        local = np.full(len(starts), -1, dtype="int64")
+        local[members] = np.arange(len(members))
+        rows = np.flatnonzero(row_class == c)
+        matrix_row, column = local[segment_of_row[rows]], position[rows]
+        matrix = np.zeros((len(members), 2**c + 1), dtype=np.longdouble)
+        matrix[matrix_row, column + 1] = values[rows]
+        out[rows] = np.cumsum(matrix, axis=1)[matrix_row, column]
+    out[n] = out[n - 1] + values[n - 1]
+    return out
+
+
 def _run_codes(*sorted_keys: np.ndarray) -> np.ndarray:
     """Code of each row's run of equal key tuples, for rows already sorted by those keys."""
     n = len(sorted_keys[0])
@@ -232,6 +267,7 @@ def window_features(
     amount: np.ndarray,
     items: dict[str, np.ndarray],
     seeds: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    segment_sums: bool = False,
 ) -> dict[str, np.ndarray]:
     """USER_FEATURES of every row: the core that the batch and streaming paths both call.
 
@@ -241,12 +277,15 @@ def window_features(
         amount: float64 amounts.
         items: "merchant", "country", "device" -> object array (None where missing).
         seeds: optional kind -> (seg, item, last_seen_us) of values seen before these rows.
+        segment_sums: accumulate amounts per segment (:func:`_segment_prefix`): window sums
+            bit-identical to calling each segment alone (the streaming bucket path uses it);
+            False (default): one running sum over all rows (equal within rounding).
     """
     seeds = seeds or {}
     n = len(t)
     index = np.arange(n)
     out: dict[str, np.ndarray] = {}
-    amount_prefix = _prefix(amount)
+    amount_prefix = _segment_prefix(seg, amount) if segment_sums else _prefix(amount)
     starts = {w: window_start(seg, t, s * MICROS_PER_SECOND) for w, s in WINDOWS_SECONDS.items()}
     for w, lo in starts.items():
         count = index - lo
@@ -383,3 +422,302 @@ def user_window_features(
     )
     new_positions = np.arange(n_hist, n_hist + n_new)
     return features, _next_state(state, combined, new_positions)
+
+
+# --------------------------------------------------------------------------------------------
+# Many users at once: the streaming job's state per bucket of users.
+# --------------------------------------------------------------------------------------------
+
+_KIND_CODE = {kind: code for code, kind in enumerate(SEEN_KINDS)}
+_PRUNE_AFTER_US = _SEEN_HORIZON_US + 86_400 * MICROS_PER_SECOND
+_BUCKET_MAGIC = b"FBS1"
+
+
+def _ipc_bytes(columns: dict[str, pa.Array]) -> bytes:
+    batch = pa.record_batch(columns)
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _ipc_columns(blob: bytes) -> dict[str, np.ndarray]:
+    table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _strings(values) -> pa.Array:
+    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+
+
+@dataclass
+class BucketState:
+    """What the stream remembers about MANY users (one bucket of user_ids), as flat arrays.
+
+    Per user, the same content as a :class:`UserState`: ``event_*`` rows are the retained events
+    (a user's rows keep their relative order, the order UserState keeps them in), ``seen_*`` rows
+    the last-seen time of each (kind, item). ``users`` holds the user_ids; ``event_user`` and
+    ``seen_user`` index into it. Serialised compactly with :meth:`to_bytes` (Arrow IPC, zstd) for
+    a Spark ValueState with one BinaryType field.
+    """
+
+    users: np.ndarray = field(default_factory=lambda: _empty(object))
+    event_user: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    time_us: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    transaction_id: np.ndarray = field(default_factory=lambda: _empty(object))
+    amount: np.ndarray = field(default_factory=lambda: _empty("float64"))
+    country: np.ndarray = field(default_factory=lambda: _empty(object))
+    seen_user: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    seen_kind: np.ndarray = field(default_factory=lambda: _empty("int8"))  # index in SEEN_KINDS
+    seen_item: np.ndarray = field(default_factory=lambda: _empty(object))
+    seen_time_us: np.ndarray = field(default_factory=lambda: _empty("int64"))
+
+    def is_empty(self) -> bool:
+        return len(self.users) == 0
+
+    def to_bytes(self) -> bytes:
+        """Three Arrow IPC streams (users, events, seen items) behind a small header."""
+        parts = [
+            _ipc_bytes({"user_id": _strings(self.users)}),
+            _ipc_bytes(
+                {
+                    "user": pa.array(self.event_user, type=pa.int32()),
+                    "time_us": pa.array(self.time_us, type=pa.int64()),
+                    "transaction_id": _strings(self.transaction_id),
+                    "amount": pa.array(self.amount, type=pa.float64()),
+                    "country": _strings(self.country),
+                }
+            ),
+            _ipc_bytes(
+                {
+                    "user": pa.array(self.seen_user, type=pa.int32()),
+                    "kind": pa.array(self.seen_kind, type=pa.int8()),
+                    "item": _strings(self.seen_item),
+                    "time_us": pa.array(self.seen_time_us, type=pa.int64()),
+                }
+            ),
+        ]
+        header = _BUCKET_MAGIC + struct.pack("<3Q", *(len(p) for p in parts))
+        return header + b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> BucketState:
+        """Rebuild a state from :meth:`to_bytes` output."""
+        blob = bytes(blob)
+        if blob[:4] != _BUCKET_MAGIC:
+            raise ValueError("not a BucketState blob (bad header)")
+        sizes = struct.unpack("<3Q", blob[4:28])
+        bounds = np.cumsum([28, *sizes])
+        users, events, seen = (_ipc_columns(blob[bounds[i] : bounds[i + 1]]) for i in range(3))
+
+        def obj(values):
+            return np.asarray(values, dtype=object)
+
+        return cls(
+            users=obj(users["user_id"]),
+            event_user=events["user"].astype("int64"),
+            time_us=events["time_us"].astype("int64"),
+            transaction_id=obj(events["transaction_id"]),
+            amount=events["amount"].astype("float64"),
+            country=obj(events["country"]),
+            seen_user=seen["user"].astype("int64"),
+            seen_kind=seen["kind"].astype("int8"),
+            seen_item=obj(seen["item"]),
+            seen_time_us=seen["time_us"].astype("int64"),
+        )
+
+    def user_states(self) -> dict[str, UserState]:
+        """Each user's content as a UserState (a loop over users: for tests and inspection only)."""
+        out = {}
+        for code, user in enumerate(self.users):
+            rows, seen = self.event_user == code, self.seen_user == code
+            out[user] = UserState(
+                time_us=self.time_us[rows],
+                transaction_id=self.transaction_id[rows],
+                amount=self.amount[rows],
+                country=self.country[rows],
+                seen_items={k: self.seen_item[seen & (self.seen_kind == c)] for k, c in _KIND_CODE.items()},
+                seen_time_us={
+                    k: self.seen_time_us[seen & (self.seen_kind == c)] for k, c in _KIND_CODE.items()
+                },
+            )
+        return out
+
+
+def _group_max(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    out = np.full(n_groups, _NO_TIME, dtype="int64")
+    np.maximum.at(out, groups, values)
+    return out
+
+
+def _seen_after_many(user, kind, item, time_us, newest_us) -> tuple[np.ndarray, ...]:
+    """:func:`_seen_after` of many (user, kind) groups at once: last-seen time of each unexpired
+    item, at most MAX_SEEN_ITEMS per (user, kind) (most recent first, ties by item), sorted by
+    (user, kind, item). ``newest_us`` is indexed by user code; missing items are ignored."""
+    present = ~pd.isna(item)
+    user, kind, time_us = user[present], kind[present], time_us[present]
+    item_str = item[present].astype(str)
+    item_code, item_values = pd.factorize(item_str, sort=True)  # code order = string order
+    order = np.lexsort((item_code, kind, user))
+    user, kind, item_code, time_us = user[order], kind[order], item_code[order], time_us[order]
+    run = _run_codes(user, kind, item_code) - 1 if len(order) else _empty("int64")
+    n_runs = int(run[-1]) + 1 if len(run) else 0
+    first = np.flatnonzero(np.diff(np.concatenate([[-1], run])) != 0)
+    user, kind, item_code = user[first], kind[first], item_code[first]
+    last = _group_max(run, time_us, n_runs)
+    keep = last >= newest_us[user] - _SEEN_HORIZON_US
+    user, kind, item_code, last = user[keep], kind[keep], item_code[keep], last[keep]
+    ranked = np.lexsort((item_code, -last, kind, user))  # within (user, kind): most recent first
+    group = _run_codes(user[ranked], kind[ranked]) if len(ranked) else _empty("int64")
+    group_start = np.flatnonzero(np.diff(np.concatenate([[0], group])) != 0)
+    rank = np.arange(len(ranked)) - np.repeat(group_start, np.diff(np.append(group_start, len(ranked))))
+    within = np.sort(ranked[rank < MAX_SEEN_ITEMS])  # back to (user, kind, item) order
+    items = np.asarray(item_values, dtype=object)[item_code[within]]
+    return user[within], kind[within].astype("int8"), items, last[within]
+
+
+def users_window_features(
+    prior_state: BucketState | None, events: pd.DataFrame
+) -> tuple[pd.DataFrame, BucketState]:
+    """:func:`user_window_features` of many users in one vectorised pass.
+
+    The result equals calling :func:`user_window_features` user by user with each user's part
+    of the state (bit-identical features; per user the same retained state), except that users
+    whose newest event is older than the bucket's newest event minus SEEN_HORIZON_SECONDS minus a
+    day are dropped from the state: their content is logically expired for any event that is not
+    more than a day older than the bucket's newest event (windows, seen items and the
+    seconds-since-previous cap are all at most the horizon), so dropping it changes no feature.
+    State of users without new events is carried over unchanged.
+
+    Args:
+        prior_state: state returned by the previous call for this bucket, or None.
+        events: new raw events of any number of users (any order; user_id must be present).
+
+    Raises:
+        ValueError: user_id missing, or a missing/unparseable transaction_time.
+
+    Returns:
+        (features, new_state): ``features`` has USER_FEATURES columns and the index of ``events``.
+    """
+    state = prior_state if prior_state is not None else BucketState()
+    if "user_id" not in events.columns:
+        raise ValueError(f"events need a user_id column; has {list(events.columns)}")
+    if events["user_id"].isna().any():
+        raise ValueError(f"events.user_id has {int(events['user_id'].isna().sum())} missing value(s)")
+    if len(events) == 0:
+        return pd.DataFrame({name: _empty("float64") for name in USER_FEATURES}, index=events.index), state
+    new = event_arrays(events)
+    n_new = len(events)
+    codes, uniques = pd.factorize(np.concatenate([state.users, events["user_id"].to_numpy(object)]))
+    n_users = len(uniques)
+    state_code, new_code = (
+        codes[: len(state.users)].astype("int64"),
+        codes[len(state.users) :].astype("int64"),
+    )
+    event_code, seen_code = state_code[state.event_user], state_code[state.seen_user]
+    active = np.zeros(n_users, dtype=bool)
+    active[new_code] = True
+    hist = np.flatnonzero(active[event_code])
+    n_hist = len(hist)
+
+    # Per user: the retained events (in kept order) then the new events (in input order).
+    no_items = np.full(n_hist, None, dtype=object)
+    concat = {
+        "user": np.concatenate([event_code[hist], new_code]),
+        "time_us": np.concatenate([state.time_us[hist], new["time_us"]]),
+        "transaction_id": np.concatenate([state.transaction_id[hist], new["transaction_id"]]),
+        "amount": np.concatenate([state.amount[hist], new["amount"]]),
+        "country": np.concatenate([state.country[hist], new["country"]]),
+        "merchant": np.concatenate([no_items, new["merchant"]]),
+        "device": np.concatenate([no_items, new["device"]]),
+        "new_row": np.concatenate([np.full(n_hist, -1, dtype="int64"), np.arange(n_new)]),
+    }
+    grouped = np.argsort(concat["user"], kind="stable")
+    combined = {k: v[grouped] for k, v in concat.items()}
+
+    # Features: sort by (user, time, transaction_id), stable like the per-user sort.
+    id_rank, _ = pd.factorize(combined["transaction_id"].astype(str).astype(object), sort=True)
+    order = np.lexsort((id_rank, combined["time_us"], combined["user"]))
+    s = {k: v[order] for k, v in combined.items()}
+    seen_active = active[seen_code]
+    seeds = {}
+    for kind, code in _KIND_CODE.items():
+        rows = seen_active & (state.seen_kind == code)
+        seeds[kind] = (seen_code[rows], state.seen_item[rows], state.seen_time_us[rows])
+    feats = window_features(
+        s["user"], s["time_us"], s["amount"], {k: s[k] for k in SEEN_KINDS}, seeds, segment_sums=True
+    )
+    is_new_sorted = s["new_row"] >= 0
+    sorted_position = np.empty(n_new, dtype="int64")
+    sorted_position[s["new_row"][is_new_sorted]] = np.flatnonzero(is_new_sorted)
+    features = pd.DataFrame(
+        {name: feats[name][sorted_position] for name in USER_FEATURES}, index=events.index
+    )
+
+    # Next state of the active users (as _next_state per user, vectorised).
+    user, t = combined["user"], combined["time_us"]
+    newest = _group_max(user, t, n_users)
+    in_window = t > newest[user] - _LONGEST_WINDOW_US
+    running = np.cumsum(in_window)
+    last_running = _group_max(user, running, n_users)
+    keep = np.flatnonzero(in_window & (last_running[user] - running < MAX_HISTORY_EVENTS))
+    new_rows = combined["new_row"] >= 0
+    seen_parts = [
+        (
+            seen_code[seen_active],
+            state.seen_kind[seen_active].astype("int64"),
+            state.seen_item[seen_active],
+            state.seen_time_us[seen_active],
+        )
+    ]
+    for kind, code in _KIND_CODE.items():
+        seen_parts.append(
+            (
+                user[new_rows],
+                np.full(int(new_rows.sum()), code, dtype="int64"),
+                combined[kind][new_rows],
+                t[new_rows],
+            )
+        )
+    seen_user, seen_kind, seen_item, seen_time = _seen_after_many(
+        *(np.concatenate([p[i] for p in seen_parts]) for i in range(4)), newest
+    )
+    seen_item = seen_item.astype(object)
+
+    # Carry the inactive users over, prune users expired relative to the bucket's newest event.
+    idle, idle_seen = np.flatnonzero(~active[event_code]), np.flatnonzero(~seen_active)
+    out_user = np.concatenate([event_code[idle], user[keep]])
+    out_time = np.concatenate([state.time_us[idle], t[keep]])
+    user_newest = _group_max(out_user, out_time, n_users)
+    alive = user_newest >= out_time.max() - _PRUNE_AFTER_US
+    ev_alive = alive[out_user]
+    all_seen_user = np.concatenate([seen_code[idle_seen], seen_user])
+    seen_alive = alive[all_seen_user]
+    present = np.zeros(n_users, dtype=bool)
+    present[out_user[ev_alive]] = True
+    present[all_seen_user[seen_alive]] = True
+    remap = np.cumsum(present) - 1
+
+    def pick(idle_values, active_values, mask):
+        return np.concatenate([idle_values, active_values])[mask]
+
+    ev_user = remap[out_user[ev_alive]]
+    ev_order = np.argsort(ev_user, kind="stable")
+    sn_user = remap[all_seen_user[seen_alive]]
+    sn_kind = pick(state.seen_kind[idle_seen], seen_kind, seen_alive)
+    sn_item = pick(state.seen_item[idle_seen], seen_item, seen_alive)
+    sn_order = np.lexsort((pd.factorize(sn_item.astype(str).astype(object), sort=True)[0], sn_kind, sn_user))
+    new_state = BucketState(
+        users=np.asarray(uniques, dtype=object)[present],
+        event_user=ev_user[ev_order],
+        time_us=out_time[ev_alive][ev_order],
+        transaction_id=pick(state.transaction_id[idle], combined["transaction_id"][keep], ev_alive)[ev_order],
+        amount=pick(state.amount[idle], combined["amount"][keep], ev_alive)[ev_order],
+        country=pick(state.country[idle], combined["country"][keep], ev_alive)[ev_order],
+        seen_user=sn_user[sn_order],
+        seen_kind=sn_kind[sn_order].astype("int8"),
+        seen_item=sn_item[sn_order],
+        seen_time_us=pick(state.seen_time_us[idle_seen], seen_time, seen_alive)[sn_order],
+    )
+    return features, new_state
