@@ -30,6 +30,10 @@ USER_STATE_SCHEMA = T.StructType(
     ]
 )
 
+# The streaming job's state per bucket of users: BucketState.to_bytes() in one binary field
+# (array-typed state schemas do not round-trip in pyspark 4.3's Python state API).
+BUCKET_STATE_SCHEMA = T.StructType([T.StructField("bucket_state", T.BinaryType(), False)])
+
 
 def feature_field(name: str) -> T.StructField:
     """Spark type of a feature column: string for categoricals, double otherwise."""

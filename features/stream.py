@@ -1,12 +1,21 @@
-"""Streaming features: the per-user state in Spark's state store, the same pure function inside.
+"""Streaming features: per-user state in Spark's state store, bucketed, the same core inside.
 
 :func:`add_stream_features` takes a streaming DataFrame of parsed transactions and returns it
-with FEATURE_COLUMNS added. Per user_id, a transformWithStateInPandas processor keeps a
-:class:`features.user_state.UserState` in a ValueState (RocksDB provider) and calls
-:func:`features.user_state.user_window_features` on each micro-batch's events of that user: the
-same function the training path replays history through. The state expires by TTL
-(processing time) a day after the seen-items horizon, by which time its content is already
-logically expired, so eviction never changes a feature.
+with FEATURE_COLUMNS added. Users are hashed into ``buckets`` buckets
+(``pmod(xxhash64(user_id), buckets)``); per bucket, a transformWithStateInPandas processor keeps a
+:class:`features.user_state.BucketState` (the per-user states of the bucket's users as flat
+arrays, one BinaryType ValueState, RocksDB provider) and calls
+:func:`features.user_state.users_window_features` once on the micro-batch's events of all the
+bucket's users: bit-identical to :func:`features.user_state.user_window_features` called user by
+user, and the same core (window_features) the training path replays history through. Per key
+(bucket) the framework and state round trips cost a few ms, paid per bucket instead of per user.
+Users whose newest event is older than the bucket's newest event minus the seen-items horizon
+and a day are pruned from the state (their content is logically expired, so pruning never
+changes a feature); there is no TTL.
+
+Changing the number of buckets re-partitions the users: start from a new checkpoint. The
+per-user processor (:class:`UserFeatureProcessor`, keyed by user_id) is kept for comparison
+(bench.stage_profile); its state is not compatible with the bucketed one.
 
 Use (the streaming job, with foreachBatch sinks):
     features_df = add_stream_features(parsed_df, merchant_risk_df)
@@ -18,11 +27,13 @@ from collections.abc import Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 
 from features.definition import FEATURE_COLUMNS, REQUIRED_INPUT_COLUMNS, SEEN_HORIZON_SECONDS
 from features.merchant import MERCHANT_FEATURES
 from features.spark_columns import (
+    BUCKET_STATE_SCHEMA,
     USER_STATE_SCHEMA,
     attach_merchant_risk,
     check_utc_session,
@@ -32,10 +43,12 @@ from features.spark_columns import (
     with_optional_spark_columns,
 )
 from features.stateless import epoch_micros, stateless_features
-from features.user_state import UserState, user_window_features
+from features.user_state import BucketState, UserState, user_window_features, users_window_features
 
-STATE_TTL_MS = (SEEN_HORIZON_SECONDS + 86_400) * 1_000
+STATE_TTL_MS = (SEEN_HORIZON_SECONDS + 86_400) * 1_000  # of the per-user processor
 PROCESSOR_FEATURES = [name for name in FEATURE_COLUMNS if name not in MERCHANT_FEATURES]
+DEFAULT_BUCKETS = 32
+BUCKET_COLUMN = "_features_user_bucket"
 
 
 def features_for_user_events(
@@ -47,6 +60,37 @@ def features_for_user_events(
     added = pd.concat([stateless.drop(columns="amount"), user], axis=1)
     out = pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
     return out, new_state
+
+
+def features_for_bucket_events(
+    prior_state: BucketState | None, events: pd.DataFrame
+) -> tuple[pd.DataFrame, BucketState]:
+    """:func:`features_for_user_events` for the events of many users at once."""
+    user, new_state = users_window_features(prior_state, events)
+    stateless = stateless_features(events, epoch_micros(events["transaction_time"]))
+    added = pd.concat([stateless.drop(columns="amount"), user], axis=1)
+    out = pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
+    return out, new_state
+
+
+class BucketFeatureProcessor(StatefulProcessor):
+    """transformWithStateInPandas processor: one BucketState per bucket of user_ids."""
+
+    def __init__(self, output_columns: list[str]):
+        self.output_columns = output_columns
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.state = handle.getValueState("bucket_state", BUCKET_STATE_SCHEMA)
+
+    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        events = pd.concat(list(rows), ignore_index=True)
+        prior = BucketState.from_bytes(self.state.get()[0]) if self.state.exists() else None
+        out, new_state = features_for_bucket_events(prior, events)
+        self.state.update((new_state.to_bytes(),))
+        yield out[self.output_columns]
+
+    def close(self) -> None:
+        pass
 
 
 class UserFeatureProcessor(StatefulProcessor):
@@ -69,7 +113,9 @@ class UserFeatureProcessor(StatefulProcessor):
         pass
 
 
-def add_stream_features(stream_df: DataFrame, merchant_risk_df: DataFrame | None = None) -> DataFrame:
+def add_stream_features(
+    stream_df: DataFrame, merchant_risk_df: DataFrame | None = None, buckets: int = DEFAULT_BUCKETS
+) -> DataFrame:
     """Add FEATURE_COLUMNS to a streaming DataFrame of parsed transactions.
 
     Args:
@@ -80,20 +126,26 @@ def add_stream_features(stream_df: DataFrame, merchant_risk_df: DataFrame | None
         merchant_risk_df: a snapshot from features.merchant.merchant_risk_snapshot as a Spark
             DataFrame (stream-static broadcast join), or None: merchant features at the prior;
             then refresh them per micro-batch with features.spark_columns.attach_merchant_risk.
+        buckets: number of state keys the users are hashed into (part of the state layout:
+            changing it needs a new checkpoint).
 
     Returns:
         A DataFrame with the input columns followed by FEATURE_COLUMNS (outputMode append).
 
     Raises:
-        ValueError: a required column is missing or the session time zone is not UTC.
+        ValueError: a required column is missing, the session time zone is not UTC, or
+            ``buckets`` < 1.
     """
+    if buckets < 1:
+        raise ValueError(f"buckets must be >= 1, got {buckets}")
     require_columns(stream_df, REQUIRED_INPUT_COLUMNS, "stream_df")
     check_utc_session(stream_df)
     input_columns = list(stream_df.columns)
     prepared = with_optional_spark_columns(stream_df)
     schema = schema_with_features(prepared.schema, PROCESSOR_FEATURES)
-    featured = prepared.groupBy("user_id").transformWithStateInPandas(
-        statefulProcessor=UserFeatureProcessor(schema.fieldNames()),
+    bucketed = prepared.withColumn(BUCKET_COLUMN, F.pmod(F.xxhash64("user_id"), F.lit(buckets)))
+    featured = bucketed.groupBy(BUCKET_COLUMN).transformWithStateInPandas(
+        statefulProcessor=BucketFeatureProcessor(schema.fieldNames()),
         outputStructType=schema,
         outputMode="Append",
         timeMode="ProcessingTime",
