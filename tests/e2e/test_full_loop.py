@@ -213,6 +213,8 @@ def test_stream_labels_drift_retrain_promote_and_the_stream_scores_with_the_new_
         assert result.split.test_start > pd.to_datetime(shifted["transaction_time"], utc=True).min()
         assert registry_state(settings, name) == ({v1: "Archived", v2: "Production"}, v2)
         assert support.count(pg_conn, namespace, "audit_log", "event_type = 'model_retrained'") == 1
+        # the gate's decision is audited in the job's schema (pipelines.promote --pg-schema)
+        assert support.count(pg_conn, namespace, "audit_log", "event_type = 'model_promotion'") == 1
         again = retrain(pg_schema=namespace.pg_schema, if_drift=True, settings=settings)
         assert again.skipped and "already retrained" in again.reason
 
