@@ -13,9 +13,9 @@ Users whose newest event is older than the bucket's newest event minus the seen-
 and a day are pruned from the state (their content is logically expired, so pruning never
 changes a feature); there is no TTL.
 
-Changing the number of buckets re-partitions the users: start from a new checkpoint. The
-per-user processor (:class:`UserFeatureProcessor`, keyed by user_id) is kept for comparison
-(bench.stage_profile); its state is not compatible with the bucketed one.
+Changing the number of buckets re-partitions the users: start from a new checkpoint (a
+checkpoint of the former per-user processor, keyed by user_id, cannot be resumed either).
+:func:`features_for_user_events` (one user) stays for the Spark batch path and the benchmark.
 
 Use (the streaming job, with foreachBatch sinks):
     features_df = add_stream_features(parsed_df, merchant_risk_df)
@@ -34,7 +34,6 @@ from features.definition import FEATURE_COLUMNS, REQUIRED_INPUT_COLUMNS, SEEN_HO
 from features.merchant import MERCHANT_FEATURES
 from features.spark_columns import (
     BUCKET_STATE_SCHEMA,
-    USER_STATE_SCHEMA,
     attach_merchant_risk,
     check_utc_session,
     require_columns,
@@ -45,7 +44,7 @@ from features.spark_columns import (
 from features.stateless import epoch_micros, stateless_features
 from features.user_state import BucketState, UserState, user_window_features, users_window_features
 
-STATE_TTL_MS = (SEEN_HORIZON_SECONDS + 86_400) * 1_000  # of the per-user processor
+STATE_TTL_MS = (SEEN_HORIZON_SECONDS + 86_400) * 1_000  # per-user state TTL (bench.stage_profile)
 PROCESSOR_FEATURES = [name for name in FEATURE_COLUMNS if name not in MERCHANT_FEATURES]
 DEFAULT_BUCKETS = 32
 BUCKET_COLUMN = "_features_user_bucket"
@@ -87,26 +86,6 @@ class BucketFeatureProcessor(StatefulProcessor):
         prior = BucketState.from_bytes(self.state.get()[0]) if self.state.exists() else None
         out, new_state = features_for_bucket_events(prior, events)
         self.state.update((new_state.to_bytes(),))
-        yield out[self.output_columns]
-
-    def close(self) -> None:
-        pass
-
-
-class UserFeatureProcessor(StatefulProcessor):
-    """transformWithStateInPandas processor: one UserState per user_id."""
-
-    def __init__(self, output_columns: list[str]):
-        self.output_columns = output_columns
-
-    def init(self, handle: StatefulProcessorHandle) -> None:
-        self.state = handle.getValueState("user_state", USER_STATE_SCHEMA, STATE_TTL_MS)
-
-    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
-        events = pd.concat(list(rows), ignore_index=True)
-        prior = UserState.from_record(self.state.get()) if self.state.exists() else None
-        out, new_state = features_for_user_events(prior, events)
-        self.state.update(new_state.to_record())
         yield out[self.output_columns]
 
     def close(self) -> None:

@@ -3,7 +3,9 @@
 :func:`user_window_features` takes a user's retained state and that user's new events and
 returns their features plus the new state. Training (features.batch) computes every user's
 history in one vectorised call of the same core (:func:`window_features`), which is what the
-streaming job's stateful processor (features.stream) computes micro-batch by micro-batch.
+streaming job's stateful processor (features.stream) computes micro-batch by micro-batch: per
+bucket of users, :func:`users_window_features` over a :class:`BucketState` (the per-user states
+of many users as flat arrays), equal to :func:`user_window_features` called user by user.
 
 Semantics (exact on both paths while events of a user arrive in event-time order):
 - A user's events are ordered by (transaction_time, transaction_id). "Earlier" means earlier in

@@ -220,3 +220,19 @@ def test_segment_sums_equal_separate_calls_bit_for_bit():
     for start, length in zip(starts, lengths, strict=True):
         alone = user_state._prefix(amount[start : start + length])
         assert (together[start : start + length] == alone[:-1]).all()
+
+
+def test_stream_bucket_function_equals_the_per_user_one():
+    from features.stream import features_for_bucket_events, features_for_user_events
+
+    batches = micro_batches(random_history(10, users=5, days=30), 3, 10)
+    state, user_states = None, {}
+    for batch in batches:
+        actual, state = features_for_bucket_events(state, batch)
+        parts = []
+        for user, events in batch.groupby("user_id", sort=False):
+            part, user_states[user] = features_for_user_events(user_states.get(user), events)
+            parts.append(part)
+        expected = pd.concat(parts).loc[batch.index]
+        assert list(actual.columns) == list(expected.columns)
+        pd.testing.assert_frame_equal(actual, expected, check_exact=True)
