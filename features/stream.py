@@ -55,10 +55,14 @@ def features_for_user_events(
 ) -> tuple[pd.DataFrame, UserState]:
     """``events`` plus the user and stateless features, and the user's new state."""
     user, new_state = user_window_features(prior_state, events)
+    return _with_stateless(events, user), new_state
+
+
+def _with_stateless(events: pd.DataFrame, user: pd.DataFrame) -> pd.DataFrame:
+    """``events`` (amount cleaned) + the stateless features + the user features ``user``."""
     stateless = stateless_features(events, epoch_micros(events["transaction_time"]))
     added = pd.concat([stateless.drop(columns="amount"), user], axis=1)
-    out = pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
-    return out, new_state
+    return pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
 
 
 def features_for_bucket_events(
@@ -66,10 +70,7 @@ def features_for_bucket_events(
 ) -> tuple[pd.DataFrame, BucketState]:
     """:func:`features_for_user_events` for the events of many users at once."""
     user, new_state = users_window_features(prior_state, events)
-    stateless = stateless_features(events, epoch_micros(events["transaction_time"]))
-    added = pd.concat([stateless.drop(columns="amount"), user], axis=1)
-    out = pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
-    return out, new_state
+    return _with_stateless(events, user), new_state
 
 
 class BucketFeatureProcessor(StatefulProcessor):
