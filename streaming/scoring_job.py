@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,29 +200,41 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     )
 
 
+STOP_GRACE_SECONDS = 90  # after SIGTERM/SIGINT, a stop that hangs longer ends the process
+
+
+def _exit_now(code: int) -> None:
+    log.error("the queries did not stop within %ss of the signal: exiting", STOP_GRACE_SECONDS)
+    logging.shutdown()
+    os._exit(code)
+
+
 def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20) -> int:
     """Run the queries; when one fails (e.g. a sink is down), stop all and restart them from
     their checkpoints with a growing pause. SIGTERM/SIGINT stop them cleanly."""
     from streaming.model_server import ModelUnavailableError
 
     stopping = {"flag": False}
-    running: list[RunningJob] = []
 
     def stop(signum, _frame):
+        # only a flag here: a py4j call inside a signal handler can interrupt the main thread's
+        # own py4j call on the same connection and hang; the loop below stops the queries
         log.info("signal %s: stopping the queries", signum)
         stopping["flag"] = True
-        for job in running:
-            job.stop()
+        watchdog = threading.Timer(STOP_GRACE_SECONDS, _exit_now, args=(128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for attempt in range(max_restarts + 1):
+        if stopping["flag"]:
+            return 0
         try:
             job = start_queries(spark, settings, options)
         except ModelUnavailableError as exc:
             log.error("%s", exc)
             return 2
-        running[:] = [job]
         while not stopping["flag"] and all(q.isActive for q in job.queries):
             time.sleep(0.5)
         failed = job.failures()
@@ -232,8 +245,10 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
             log.error("query %s failed: %s", query.name, str(query.exception()).splitlines()[0])
         pause = min(60, 2 ** attempt)
         log.error("restarting from the checkpoints in %ss (restart %d of %d)", pause, attempt + 1, max_restarts)
-        time.sleep(pause)
-    return 1
+        resume_at = time.monotonic() + pause
+        while not stopping["flag"] and time.monotonic() < resume_at:
+            time.sleep(0.5)
+    return 0 if stopping["flag"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +129,12 @@ def count(pg_conn, ns: Namespace, table: str, where: str = "TRUE") -> int:
         value = cur.fetchone()[0]
     pg_conn.rollback()
     return value
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` (a spark-submit job) is still running."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -58,6 +58,9 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
                           interval=1.0, message=f"all rows scored after restart (log {log_path})")
         os.killpg(job.pid, signal.SIGTERM)  # what `make stream-stop` / stack-down send
         assert job.wait(120) in (0, 143), log_path.read_text()[-3000:]
+        # the Python driver (the JVM's child) stops too: nothing of the job is left running
+        assert_eventually(lambda: not support.group_alive(job.pid), timeout=120, interval=0.5,
+                          message=f"the job's processes all ended after SIGTERM (log {log_path})")
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)

@@ -144,11 +144,20 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 120) -> int | No
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            return proc.wait(timeout)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
+    # the Python driver is a child of the JVM: never leave it behind, whatever the JVM did
+    from tests.streaming_support import group_alive
+
+    deadline = time.monotonic() + 30
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode
+
 
 
 # ---------------------------------------------------------------- private services
