@@ -123,8 +123,8 @@ def scoring_table(results: dict) -> list[str]:
         for key, label in (("raw_predict_proba_seconds", "raw predict_proba, in process"),
                            ("raw_with_input_preparation_seconds", "raw + prepare_model_input"),
                            ("pyfunc_in_process_seconds", "registry pyfunc predict, in process"),
-                           ("spark_scoring_stage_seconds", "job's scoring stage (pandas UDF, pyfunc cached per worker; noop sink)"),
-                           ("mlflow_spark_udf_stage_seconds", "before: mlflow.pyfunc.spark_udf (model loaded per task)"),
+                           ("spark_scoring_stage_seconds", "job's scoring stage (spark_udf, noop sink)"),
+                           ("spark_mapinpandas_pyfunc_seconds", "prototype: mapInPandas + pyfunc loaded once per worker"),
                            ("spark_passthrough_seconds", "Spark pass-through of the same cached rows")):
             if key in stage:
                 lines.append(f"| {label} | {stage['rows']:,} | {stage[key]:.3f} | {stage['rows'] / stage[key]:,.0f} | {load} |")

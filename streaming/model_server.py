@@ -1,8 +1,5 @@
 """The registry's Production model as a Spark pandas UDF, swapped between micro-batches.
 
-The UDF (:func:`fraud_score_udf`) runs the registry's pyfunc, which returns P(fraud), loaded once
-per Python worker.
-
 At start, MODEL_URI (default models:/fraud-detector/Production) must resolve, or the job stops
 with a clear error. Between micro-batches, at most every ``refresh_seconds``, the registry is
 asked again; a new version is loaded (pinned as models:/<name>/<version>), the switch is logged
@@ -14,53 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-import pandas as pd
 
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 from fraudops.registry import ServedModel, configure_tracking, resolve_served_model
 
 log = logging.getLogger("streaming.model_server")
-
-
-# per Python worker process: pinned models:/<name>/<version> URI -> loaded pyfunc. Spark reuses
-# its Python workers, so a version is downloaded and unpickled once per worker, not per task
-# (mlflow.pyfunc.spark_udf loads it again in every task of every micro-batch).
-_WORKER_MODELS: dict[str, object] = {}
-_WORKER_MODELS_KEPT = 2  # the served version and the one before it (a switch in flight)
-
-
-def worker_model(served: ServedModel, tracking_uri: str):
-    """The pyfunc of the served version, loaded once per Python worker from the registry."""
-    loaded = _WORKER_MODELS.get(served.model_uri)
-    if loaded is None:
-        import mlflow
-        import mlflow.pyfunc
-
-        mlflow.set_tracking_uri(tracking_uri)
-        loaded = mlflow.pyfunc.load_model(served.model_uri)
-        while len(_WORKER_MODELS) >= _WORKER_MODELS_KEPT:
-            _WORKER_MODELS.pop(next(iter(_WORKER_MODELS)))
-        _WORKER_MODELS[served.model_uri] = loaded
-    return loaded
-
-
-def fraud_score_udf(served: ServedModel, tracking_uri: str):
-    """A pandas UDF: struct of the model's input columns -> P(fraud) from the registry's pyfunc.
-
-    ``served.model_uri`` is pinned (models:/<name>/<version>): the workers' cache is keyed by it.
-    """
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf("double")
-    def fraud_score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-        model = worker_model(served, tracking_uri)
-        for frame in batches:
-            yield pd.Series(model.predict(frame), index=frame.index, dtype="float64")
-
-    return fraud_score
 
 
 class ModelUnavailableError(RuntimeError):
@@ -104,8 +60,7 @@ class ModelServer:
 
         if served.feature_set_version and self.current is None:
             log.info("serving %s (feature set %s)", served.model_uri, served.feature_set_version)
-        mlflow.pyfunc.load_model(served.model_uri)  # fail here, on the driver, if it cannot load
-        udf = fraud_score_udf(served, self.settings.mlflow_tracking_uri)
+        udf = mlflow.pyfunc.spark_udf(self.spark, served.model_uri, result_type="double", env_manager="local")
         previous = self.current.served if self.current else None
         self.current = LoadedModel(served, udf)
         if previous is not None:

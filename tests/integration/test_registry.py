@@ -96,18 +96,10 @@ def test_parse_models_uri_names_a_bad_uri():
         registry.parse_models_uri("runs:/abc/model")
 
 
-@pytest.mark.parametrize("udf_kind", ["job", "mlflow_spark_udf"])
-def test_served_udf_scores_exactly_predict_proba_fraud_column(settings, unique_name, spark, udf_kind):
-    """The job's UDF (streaming.model_server.fraud_score_udf) and MLflow's spark_udf both serve
-    predict_proba[:, 1] of the registered pipeline."""
-    from streaming.model_server import fraud_score_udf
-
+def test_spark_udf_serves_exactly_predict_proba_fraud_column(settings, unique_name, spark):
     version, pipeline, frame = _log_toy_model(settings, unique_name)
     served = registry.resolve_served_model(f"models:/{version.name}/{version.version}")
-    if udf_kind == "job":
-        udf = fraud_score_udf(served, settings.mlflow_tracking_uri)
-    else:
-        udf = mlflow.pyfunc.spark_udf(spark, served.model_uri, result_type="double", env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(spark, served.model_uri, result_type="double", env_manager="local")
     rows = frame.head(300).reset_index(drop=True).assign(row_id=range(300))
     # Spark columns in their natural types (long counts, nullable strings), in a shuffled order
     sdf = spark.createDataFrame(rows[["row_id", *reversed(NUMERIC + CATEGORICAL)]].astype({"count_1h": "int64"}))
