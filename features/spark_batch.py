@@ -1,7 +1,8 @@
 """Spark batch path: the same features as features.batch.compute_features, computed on Spark.
 
-Per user, groupBy("user_id").applyInPandas replays the user's whole history through
-features.user_state.user_window_features (the function the streaming processor calls); per
+Per bucket of users (the streaming state's hash, finer), groupBy(bucket).applyInPandas replays
+the bucket's users' whole histories through features.stream.features_for_bucket_events (the
+function the streaming processor calls, one vectorised pass over many users); per
 merchant, a cogroup of transactions and labels applies
 features.merchant.merchant_features_point_in_time. For histories too large for one pandas
 frame; results equal compute_features (row order aside).
@@ -31,20 +32,23 @@ from features.spark_columns import (
     select_output,
     with_optional_spark_columns,
 )
-from features.stream import PROCESSOR_FEATURES, features_for_user_events
+from features.stream import BUCKET_COLUMN, PROCESSOR_FEATURES, features_for_bucket_events, user_bucket
 
 _KEY = "_merchant_key"
+# groups of the batch path hold whole histories: more, smaller buckets than the stream's state
+BATCH_BUCKETS = 256
 
 
 def _user_features(df: DataFrame) -> DataFrame:
     schema = schema_with_features(df.schema, PROCESSOR_FEATURES)
     columns = schema.fieldNames()
 
-    def per_user(events: pd.DataFrame) -> pd.DataFrame:
-        out, _ = features_for_user_events(None, events)
+    def per_bucket(events: pd.DataFrame) -> pd.DataFrame:
+        out, _ = features_for_bucket_events(None, events.drop(columns=BUCKET_COLUMN))
         return out[columns]
 
-    return df.groupBy("user_id").applyInPandas(per_user, schema)
+    return df.withColumn(BUCKET_COLUMN, user_bucket(BATCH_BUCKETS)).groupBy(BUCKET_COLUMN).applyInPandas(
+        per_bucket, schema)
 
 
 def _labels_with_merchant(

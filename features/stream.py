@@ -15,7 +15,7 @@ changes a feature); there is no TTL.
 
 Changing the number of buckets re-partitions the users: start from a new checkpoint (a
 checkpoint of the former per-user processor, keyed by user_id, cannot be resumed either).
-:func:`features_for_user_events` (one user) stays for the Spark batch path and the benchmark.
+:func:`features_for_user_events` (one user) stays for the benchmark's per-user comparison.
 
 Use (the streaming job, with foreachBatch sinks):
     features_df = add_stream_features(parsed_df, merchant_risk_df)
@@ -73,6 +73,11 @@ def features_for_bucket_events(
     return _with_stateless(events, user), new_state
 
 
+def user_bucket(buckets: int):
+    """The Spark column that hashes user_id into ``buckets`` buckets (the state's key)."""
+    return F.pmod(F.xxhash64("user_id"), F.lit(buckets))
+
+
 class BucketFeatureProcessor(StatefulProcessor):
     """transformWithStateInPandas processor: one BucketState per bucket of user_ids."""
 
@@ -123,7 +128,7 @@ def add_stream_features(
     input_columns = list(stream_df.columns)
     prepared = with_optional_spark_columns(stream_df)
     schema = schema_with_features(prepared.schema, PROCESSOR_FEATURES)
-    bucketed = prepared.withColumn(BUCKET_COLUMN, F.pmod(F.xxhash64("user_id"), F.lit(buckets)))
+    bucketed = prepared.withColumn(BUCKET_COLUMN, user_bucket(buckets))
     featured = bucketed.groupBy(BUCKET_COLUMN).transformWithStateInPandas(
         statefulProcessor=BucketFeatureProcessor(schema.fieldNames()),
         outputStructType=schema,
