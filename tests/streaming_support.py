@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,3 +140,26 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
+                 max_offsets: int = 300) -> subprocess.Popen:
+    """Start streaming/scoring_job.py with spark-submit in its own process group (like users do)."""
+    from fraudops.spark_session import local_job_env, spark_kafka_jars
+
+    jars = spark_kafka_jars()
+    assert jars, "Spark Kafka connector jars missing: run `make setup`"
+    argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+            "--conf", "spark.sql.shuffle.partitions=2", "--jars", ",".join(jars),
+            str(ROOT / "streaming" / "scoring_job.py"),
+            "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
+            "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
+            "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
+            "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
+    full_env = local_job_env({**os.environ, **(env or {})})
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+                            start_new_session=True)

@@ -5,35 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from fraudops.schema import serialize_message
-from fraudops.spark_session import local_job_env, spark_kafka_jars
 from tests import streaming_support as support
 from tests.polling import assert_eventually
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def spark_submit(ns, model_name: str, log_path: Path) -> subprocess.Popen:
-    jars = spark_kafka_jars()
-    assert jars, "Spark Kafka connector jars missing: run `make setup`"
-    argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
-            "--conf", "spark.sql.shuffle.partitions=2", "--jars", ",".join(jars),
-            str(ROOT / "streaming" / "scoring_job.py"),
-            "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
-            "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
-            "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
-            "--max-offsets-per-trigger", "500", "--trigger-seconds", "0.5"]
-    env = local_job_env()
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_conn, unique_name, tmp_path):
@@ -45,7 +25,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
     first, second = rows[:1800], rows[1800:]
     support.produce(settings, ns.topic, [(r["user_id"].encode(), serialize_message(r)) for r in first])
     log_path = tmp_path / "job.log"
-    job = spark_submit(ns, model_name, log_path)
+    job = support.spark_submit(ns, model_name, log_path, max_offsets=500)
     try:
         assert_eventually(lambda: support.count(pg_conn, ns, "transactions") > 0, timeout=600, interval=0.5,
                           message=f"first rows scored (log {log_path})")
@@ -53,7 +33,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
         job.wait(30)
         killed_at = support.count(pg_conn, ns, "transactions")
         support.produce(settings, ns.topic, [(r["user_id"].encode(), serialize_message(r)) for r in second])
-        job = spark_submit(ns, model_name, log_path)
+        job = support.spark_submit(ns, model_name, log_path, max_offsets=500)
         assert_eventually(lambda: support.count(pg_conn, ns, "transactions") >= len(rows), timeout=1200,
                           interval=1.0, message=f"all rows scored after restart (log {log_path})")
         os.killpg(job.pid, signal.SIGTERM)  # what `make stream-stop` / stack-down send

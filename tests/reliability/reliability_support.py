@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -115,26 +114,6 @@ def message(**changes) -> dict:
 
 def encoded(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
-
-
-def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None = None,
-                 max_offsets: int = 300) -> subprocess.Popen:
-    """Start streaming/scoring_job.py with spark-submit in its own process group (like users do)."""
-    from fraudops.spark_session import local_job_env, spark_kafka_jars
-
-    jars = spark_kafka_jars()
-    assert jars, "Spark Kafka connector jars missing: run `make setup`"
-    argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
-            "--conf", "spark.sql.shuffle.partitions=2", "--jars", ",".join(jars),
-            str(ROOT / "streaming" / "scoring_job.py"),
-            "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
-            "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
-            "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
-            "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
-    full_env = local_job_env({**os.environ, **(env or {})})
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-                            start_new_session=True)
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = 120) -> int | None:

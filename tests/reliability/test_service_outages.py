@@ -29,7 +29,6 @@ from tests.reliability.reliability_support import (
     drain,
     job_options,
     private_service,
-    spark_submit,
     start_and_process,
     stop_process_group,
 )
@@ -92,7 +91,7 @@ def test_postgres_down_for_30_seconds_then_back_loses_and_doubles_nothing(settin
         n = 1200
         support.produce(settings, ns.topic, history_messages(history, 0, n // 2))
         log_path = tmp_path / "job.log"
-        job = spark_submit(ns, model_name, log_path, env=pg.env())
+        job = support.spark_submit(ns, model_name, log_path, env=pg.env())
         try:
             assert_eventually(lambda: totals(conn, ns)[0] > 0, timeout=400, interval=0.5,
                               message=f"first rows scored (log {log_path})")
@@ -125,7 +124,7 @@ def test_kafka_broker_restart_mid_stream_loses_and_doubles_nothing(settings, pg_
         n = 1200
         support.produce(kafka_settings, ns.topic, history_messages(history, 0, n // 2))
         log_path = tmp_path / "job.log"
-        job = spark_submit(ns, model_name, log_path, env=kafka.env())
+        job = support.spark_submit(ns, model_name, log_path, env=kafka.env())
         try:
             assert_eventually(lambda: totals(pg_conn, ns)[0] > 0, timeout=400, interval=0.5,
                               message=f"first rows scored (log {log_path})")
