@@ -68,26 +68,26 @@ $(JARS)/%/.fetched: jvm/%/pom.xml
 	@touch $@
 
 stack-up: setup
-	$(PY) -m fraudops.stack up
+	$(PY) -m devstack.stack up
 
 stack-down:
-	@if [ -x $(PY) ]; then $(PY) -m fraudops.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
 
 stack-clean:
-	@if [ -x $(PY) ]; then $(PY) -m fraudops.stack clean; else rm -rf .stack; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.stack clean; else rm -rf .stack; fi
 
 health:
-	@$(PY) -m fraudops.health
+	@$(PY) -m devstack.health
 
 # All tests (unit, integration, e2e) against the real stack; the stack is always stopped after,
 # and the run fails if any process of ours is left behind.
 test: setup
 	@status=0; \
-	trap '$(PY) -m fraudops.stack down' EXIT; \
-	$(PY) -m fraudops.stack up || exit 1; \
+	trap '$(PY) -m devstack.stack down' EXIT; \
+	$(PY) -m devstack.stack up || exit 1; \
 	$(PY) -m pytest $(PYTEST_ARGS) tests || status=$$?; \
-	$(PY) -m fraudops.stack down; trap - EXIT; \
-	$(PY) -m fraudops.stack verify-stopped || { echo "processes left running after stack-down"; status=1; }; \
+	$(PY) -m devstack.stack down; trap - EXIT; \
+	$(PY) -m devstack.stack verify-stopped || { echo "processes left running after stack-down"; status=1; }; \
 	exit $$status
 
 test-unit: venv
@@ -114,9 +114,9 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	@echo "== 3/4 live transactions: $(DEMO_LIVE) at $(DEMO_RATE)/s plus the seed's two scenarios"
 	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
 	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
-	$(PY) -m fraudops.demo send-seed-scenarios --run-tag $$tag && \
+	$(PY) -m devstack.demo send-seed-scenarios --run-tag $$tag && \
 	echo "== 4/4 waiting until every message is scored" && \
-	$(PY) -m fraudops.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
+	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
 	@echo "(the job keeps running: make demo-stop stops the job and the stack)"
 
 demo-stop: stream-stop stack-down
@@ -132,10 +132,10 @@ stream: stack-up   ## run the scoring job in the foreground (Ctrl-C stops it)
 	$(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
 
 stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs/streaming.log)
-	@$(PY) -m fraudops.jobs start streaming -- $(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
+	@$(PY) -m devstack.jobs start streaming -- $(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
 
 stream-stop:
-	@$(PY) -m fraudops.jobs stop streaming
+	@$(PY) -m devstack.jobs stop streaming
 
 # ---------------------------------------------------------------- benchmarks (no timed asserts in tests)
 BENCH_ARGS ?=

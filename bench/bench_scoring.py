@@ -1,6 +1,6 @@
 """Benchmark of the scoring stage and of the whole micro-batch handler, in one Spark session.
 
-Reads:  simulated history (fraudops.simulator) turned into featured rows (features.batch), a
+Reads:  simulated history (simulator.generator) turned into featured rows (features.batch), a
         model registered for the run (MLflow), the local stack for the sinks.
 Writes: its own PostgreSQL schema / Redis prefix / alerts topic (removed afterwards); results
         returned to bench.run or printed.
@@ -51,7 +51,7 @@ def best_of(repeats: int, action) -> float:
 def micro_batch(featured: pd.DataFrame, rows: int) -> pd.DataFrame:
     """The last ``rows`` featured transactions with the Kafka columns the job carries."""
     from features.definition import FEATURE_COLUMNS
-    from fraudops.schema import TRANSACTION_COLUMNS
+    from fraudops.contract.messages import TRANSACTION_COLUMNS
 
     batch = featured.tail(rows).reset_index(drop=True)
     out = batch[[c for c in TRANSACTION_COLUMNS if c in batch.columns]].copy()
@@ -71,8 +71,8 @@ def scoring_stage_vs_raw(spark, settings, model, batch: pd.DataFrame, repeats: i
     from threadpoolctl import threadpool_limits
 
     from features.definition import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-    from fraudops.model import fraud_probability, prepare_model_input
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.model import fraud_probability, prepare_model_input
+    from fraudops.modeling.registry import configure_tracking
     from streaming.model_server import ModelServer
 
     configure_tracking(settings)
@@ -146,7 +146,7 @@ class SeedScorer:
     def __init__(self, train: pd.DataFrame, numeric: list[str], seed: int = 5):
         from sklearn.preprocessing import LabelEncoder, StandardScaler
 
-        from fraudops.model import build_estimator
+        from fraudops.modeling.model import build_estimator
 
         self.numeric = numeric
         self.encoders = {c: LabelEncoder().fit(train[c].fillna("unknown").astype(str)) for c in SEED_CATEGORICALS}

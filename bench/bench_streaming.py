@@ -2,7 +2,7 @@
 -> PostgreSQL, Redis and the alerts topic, with the job running as users run it (spark-submit,
 local[2]). Needs the local stack (`make stack-up`).
 
-Reads:  the live simulator (fraudops.simulator), the MLflow registry (a fresh model per run).
+Reads:  the live simulator (simulator.generator), the MLflow registry (a fresh model per run).
 Writes: its own topics, PostgreSQL schema and Redis prefix (removed afterwards), job logs under
         bench/results/logs/, and the results (JSON) returned to bench.run or printed.
 Run:    .venv/bin/python -m bench.bench_streaming [--customers 20000] [--max-messages 100000] [--quick]

@@ -119,20 +119,20 @@ class BenchModel:
 def register_model(settings, name: str, days: int = 20, customers: int = 2000, seed: int = 5,
                    threshold: float = 0.5) -> BenchModel:
     """Train the production-size model (HistGradientBoosting, default parameters of
-    fraudops.model) on simulated history, register it and promote it to Production."""
+    fraudops.modeling.model) on simulated history, register it and promote it to Production."""
     import mlflow
 
     from features.batch import compute_features
     from features.definition import CATEGORICAL_FEATURES, FEATURE_SET_VERSION, NUMERIC_FEATURES
-    from fraudops.model import ModelMetadata, build_pipeline, log_fraud_model, prepare_model_input
-    from fraudops.registry import (
+    from fraudops.modeling.model import ModelMetadata, build_pipeline, log_fraud_model, prepare_model_input
+    from fraudops.modeling.registry import (
         TAG_FEATURE_SET_VERSION,
         TAG_THRESHOLD,
         configure_tracking,
         promote_to_production,
         register_model_version,
     )
-    from fraudops.simulator import generate_history
+    from simulator.generator import generate_history
 
     configure_tracking(settings)
     history = generate_history(days=days, customers=customers, fraud_ratio=BENCH_FRAUD_RATIO, seed=seed)
@@ -165,7 +165,7 @@ class MessageStream:
     """
 
     def __init__(self, customers: int, expected: int = 200_000, seed: int = 42, days_back: float | None = None):
-        from fraudops.simulator import LiveSimulator
+        from simulator.generator import LiveSimulator
 
         days_back = days_back if days_back is not None else expected / (customers * 2.5) + 1
         start = datetime.now(UTC) - timedelta(days=days_back)
@@ -175,7 +175,7 @@ class MessageStream:
     def take(self, n: int) -> list[tuple[str, bytes]]:
         from itertools import islice
 
-        from fraudops.schema import serialize_message
+        from fraudops.contract.messages import serialize_message
 
         return [(event.key, serialize_message(event.message)) for event in islice(self._events, n)]
 

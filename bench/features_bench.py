@@ -1,6 +1,6 @@
 """Benchmark of the feature code: batch throughput and the streaming step's cost per user call.
 
-Reads: nothing (generates a history with fraudops.simulator.generate_history).
+Reads: nothing (generates a history with simulator.generator.generate_history).
 Writes: bench/results/features_bench.json (git-ignored) and a summary on stdout.
 Run:    .venv/bin/python -m bench.features_bench --days 30 --customers 6700
         (about 500k rows; --repeat N takes the best of N runs)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events-per-call", type=float, default=3.0)
     args = parser.parse_args(argv)
 
-    from fraudops.simulator import generate_history
+    from simulator.generator import generate_history
 
     history = generate_history(days=int(args.days), customers=int(args.customers), seed=int(args.seed))
     result = {

@@ -28,7 +28,7 @@ START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def bench_end_to_end(settings, num: int) -> dict:
-    from fraudops.simulator import LiveSimulator
+    from simulator.generator import LiveSimulator
     from streaming.producer import produce_transactions
 
     simulator = LiveSimulator(seed=42, fraud_ratio=0.05, start=START)
@@ -40,9 +40,9 @@ def bench_end_to_end(settings, num: int) -> dict:
 
 
 def bench_kafka_only(settings, num: int) -> dict:
+    from fraudops.contract.messages import serialize_message
     from fraudops.kafka_io import make_producer
-    from fraudops.schema import serialize_message
-    from fraudops.simulator import LiveSimulator
+    from simulator.generator import LiveSimulator
 
     events = itertools.islice((e for e in LiveSimulator(seed=43, start=START) if e.kind == "transaction"), num)
     payloads = [(e.key.encode(), serialize_message(e.message)) for e in events]

@@ -1,6 +1,6 @@
 """How separable is the simulated fraud? Average precision on a later period, three models.
 
-Reads nothing; generates history with fraudops.simulator (no services needed). Writes nothing
+Reads nothing; generates history with simulator.generator (no services needed). Writes nothing
 but prints (and with --json writes) the numbers:
 
 * amount only                     HistGradientBoosting on the raw amount
@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fraudops.simulator import generate_history
+from simulator.generator import generate_history
 
 RAW_CATEGORICALS = ["currency", "country", "merchant_category", "transaction_type", "channel"]
 WARMUP_DAYS = 7

@@ -1,6 +1,6 @@
 """Benchmark of the simulator: history generation and live-stream throughput on one core.
 
-Reads: nothing (fraudops.simulator builds its own world).
+Reads: nothing (simulator.generator builds its own world).
 Writes: bench/results/simulator_bench.json (git-ignored) and a summary on stdout.
 Run:    .venv/bin/python -m bench.simulator_bench --days 30 --customers 20000 --repeat 3
 
@@ -31,7 +31,7 @@ def timed(run) -> tuple[float, float, object]:
 
 
 def bench_history(days: int, customers: int, repeat: int) -> dict:
-    from fraudops.simulator import build_world, generate_history
+    from simulator.generator import build_world, generate_history
 
     runs = [timed(lambda: generate_history(days, customers, seed=42)) for _ in range(repeat)]
     wall, cpu, frame = min(runs, key=lambda r: r[0])
@@ -47,8 +47,8 @@ def bench_history(days: int, customers: int, repeat: int) -> dict:
 
 
 def bench_live(events: int) -> dict:
-    from fraudops.schema import serialize_message
-    from fraudops.simulator import LiveSimulator
+    from fraudops.contract.messages import serialize_message
+    from simulator.generator import LiveSimulator
 
     def make():
         return iter(LiveSimulator(seed=42, fraud_ratio=0.05, start=datetime(2025, 1, 1, tzinfo=UTC)))

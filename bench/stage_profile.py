@@ -52,7 +52,7 @@ PROGRESS_KEYS = ("addBatch", "queryPlanning", "getBatch", "latestOffset", "walCo
 # ---------------------------------------------------------------- stage variants
 
 def _valid_rows(spark, settings, ns, max_offsets: int):
-    from fraudops.schema import REJECT_REASON_COLUMN
+    from fraudops.contract.messages import REJECT_REASON_COLUMN
     from streaming.scoring_job import JobOptions, kafka_stream
     from streaming.validation import parse_kafka_stream
 
@@ -231,7 +231,7 @@ def per_user_costs(messages: list[tuple[str, bytes]], sample_users: int = 2000) 
     from features.batch import compute_features
     from features.stream import features_for_user_events
     from features.user_state import UserState
-    from fraudops.schema import validate_messages_frame
+    from fraudops.contract.messages import validate_messages_frame
 
     frame = validate_messages_frame([value for _, value in messages]).drop(columns=["reject_reason"])
     frame["transaction_time"] = frame["transaction_time"].dt.tz_convert("UTC")

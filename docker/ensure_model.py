@@ -33,7 +33,7 @@ def served_version(model_uri: str) -> str | None:
     Raises:
         MlflowException: when the registry cannot be asked (server down, bad URI...).
     """
-    from fraudops.registry import registry_client, resolve_model_version
+    from fraudops.modeling.registry import registry_client, resolve_model_version
 
     try:
         return str(resolve_model_version(model_uri, registry_client()).version)

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from expectations.suites import ID_COLUMN, MAX_TIME_PARAMETER, RAW_SUITE, SUITE_BUILDERS, suite_path
-from fraudops.schema import MAX_FUTURE_SKEW
+from fraudops.contract.messages import MAX_FUTURE_SKEW
 
 MAX_EXAMPLES = 5
 

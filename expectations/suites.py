@@ -1,7 +1,7 @@
 """Great Expectations suites built from code: the message contract and the feature definition.
 
 The suites are stored as JSON in the file-backed GE context (expectations/gx/expectations/*.json)
-and rebuilt from fraudops.schema (FIELD_SPECS and its code sets and limits) and
+and rebuilt from fraudops.contract.messages (FIELD_SPECS and its code sets and limits) and
 features.definition (FEATURE_COLUMNS, NUMERIC_FEATURES, CATEGORICAL_FEATURES), so they cannot drift
 from what the streaming job quarantines or what the features produce. A unit test checks that the
 JSON on disk equals what these builders return.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fraudops.schema import (
+from fraudops.contract.messages import (
     CODE_FIELDS,
     FIELD_SPECS,
     MAX_AMOUNT,
@@ -51,12 +51,12 @@ def suite_document(name: str, expectations: list[dict], source: str) -> dict[str
 
 
 def _string_expectations(name: str, required: bool) -> list[dict]:
-    out = [expectation("expect_column_value_lengths_to_be_between", "fraudops.schema.MAX_STRING_LENGTH",
+    out = [expectation("expect_column_value_lengths_to_be_between", "fraudops.contract.messages.MAX_STRING_LENGTH",
                        column=name, min_value=1, max_value=MAX_STRING_LENGTH)]
     if required:
         out.append(expectation("expect_column_values_to_match_regex", "not blank", column=name, regex=r"\S"))
     if name in CODE_FIELDS:
-        out.append(expectation("expect_column_values_to_be_in_set", f"fraudops.schema code set of {name}",
+        out.append(expectation("expect_column_values_to_be_in_set", f"fraudops.contract.messages code set of {name}",
                                column=name, value_set=sorted(CODE_FIELDS[name])))
     return out
 
@@ -77,7 +77,7 @@ def build_raw_transactions_suite() -> dict[str, Any]:
     exps.append(expectation("expect_column_values_to_be_between", "not before 2000, not beyond now + MAX_FUTURE_SKEW",
                             column="transaction_time", min_value=MIN_TRANSACTION_TIME.isoformat(),
                             max_value={"$PARAMETER": MAX_TIME_PARAMETER}))
-    return suite_document(RAW_SUITE, exps, "fraudops.schema")
+    return suite_document(RAW_SUITE, exps, "fraudops.contract.messages")
 
 
 def _numeric_range(name: str) -> tuple[float | None, float]:

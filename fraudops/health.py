@@ -1,14 +1,13 @@
-"""Health of the local stack: one line per service with its state and address.
+"""Readiness checks of the platform's services, one per service: Kafka, PostgreSQL, Redis, MLflow
+and the streaming job (state and address, or what is down and how to start it).
 
-Reads: the settings (env file written by `make stack-up`), the services themselves, and the
-streaming job's last micro-batch metrics in PostgreSQL (monitoring_metrics).
-Command: ``python -m fraudops.health`` (``make health``); exits non-zero when a service is down,
-naming it and how to start it.
+Reads: the settings, the services themselves, and the streaming job's last micro-batch metrics
+in PostgreSQL (monitoring_metrics). Used by `make health` (devstack.health), the local stack's
+start-up waits, the monitoring collector and the portal.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,19 +143,3 @@ OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": 
 def check_all(settings: Settings | None = None) -> list[ServiceStatus]:
     settings = settings or load_settings()
     return [check(settings) for check in SERVICE_CHECKS.values()]
-
-
-def main() -> int:
-    settings = load_settings()
-    statuses = check_all(settings) + [check(settings) for check in OPTIONAL_CHECKS.values()]
-    for status in statuses:
-        print(status.line())
-    down = [s.name for s in statuses if not s.up]
-    if down:
-        print(f"down: {', '.join(down)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

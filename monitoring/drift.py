@@ -114,7 +114,7 @@ def features_frame(rows: pd.DataFrame, column: str = "features") -> pd.DataFrame
 
 def _model_frame(frame: pd.DataFrame, numeric: list[str], categorical: list[str], name: str,
                  score_column: str) -> pd.DataFrame:
-    from fraudops.model import prepare_model_input
+    from fraudops.modeling.model import prepare_model_input
 
     if frame.empty:
         raise ValueError(f"{name} holds no rows")

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from fraudops.tables import ALERT_STATUSES
+from fraudops.contract.tables import ALERT_STATUSES
 from monitoring.storage import connect_schema, insert_audit, read_frame
 
 REVIEW_STATUSES = tuple(s for s in ALERT_STATUSES if s != "pending")  # confirmed, false_positive

@@ -114,7 +114,7 @@ def collect_model_performance(conn, windows: CollectorWindows = CollectorWindows
 
 def collect_model_version(settings) -> list[MetricRow]:
     """The registry's Production version of settings.model_name (None when there is none)."""
-    from fraudops.registry import production_version, registry_client
+    from fraudops.modeling.registry import production_version, registry_client
 
     version = production_version(settings.model_name, registry_client(settings))
     return [_row("active_model_version", _version_number(version.version if version else None),

@@ -1,4 +1,4 @@
-"""The SQL reads of the monitoring commands, written once (tables: fraudops/migrations).
+"""The SQL reads of the monitoring commands, written once (tables: fraudops/contract/migrations).
 
 Conventions:
 * a transaction's label is its latest one (any source), as in the fraud_summary view and

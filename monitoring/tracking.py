@@ -16,7 +16,7 @@ def entry_point_experiment(default: str, client=None) -> str:
     if not run_id:
         return default
     if client is None:
-        from fraudops.registry import registry_client
+        from fraudops.modeling.registry import registry_client
 
         client = registry_client()
     experiment_id = client.get_run(run_id).info.experiment_id

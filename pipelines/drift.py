@@ -76,7 +76,7 @@ def resolve_reference_model(model_uri: str, client):
     """The ModelVersion ``model_uri`` points at; LookupError naming the URI when there is none."""
     from mlflow.exceptions import MlflowException
 
-    from fraudops.registry import resolve_model_version
+    from fraudops.modeling.registry import resolve_model_version
 
     try:
         return resolve_model_version(model_uri, client)
@@ -88,7 +88,7 @@ def resolve_reference_model(model_uri: str, client):
 
 def load_reference(model_version) -> pd.DataFrame:
     """The model version's training reference sample (feature columns, score, label)."""
-    from fraudops.registry import download_reference_features
+    from fraudops.modeling.registry import download_reference_features
 
     with tempfile.TemporaryDirectory() as tmp:
         return pd.read_parquet(download_reference_features(model_version, tmp))
@@ -207,7 +207,7 @@ def run_drift_check(
     Raises:
         InsufficientDataError: fewer than ``min_rows`` rows; LookupError: no such model version.
     """
-    from fraudops.registry import registry_client
+    from fraudops.modeling.registry import registry_client
     from fraudops.settings import load_settings
 
     settings = settings or load_settings()

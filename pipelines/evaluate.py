@@ -64,7 +64,7 @@ class ScoringModel:
 
     model_uri: str
     model: Any
-    metadata: Any  # fraudops.model.ModelMetadata
+    metadata: Any  # fraudops.modeling.model.ModelMetadata
     threshold: float
     version: str | None
 
@@ -114,8 +114,8 @@ def load_scoring_model(model_uri: str, client=None) -> ScoringModel:
         ValueError: when the model was trained on another feature set than the code computes.
     """
     from features.definition import FEATURE_SET_VERSION
-    from fraudops import registry
-    from fraudops.model import load_fraud_model, read_model_metadata
+    from fraudops.modeling import registry
+    from fraudops.modeling.model import load_fraud_model, read_model_metadata
 
     version, threshold, uri = None, None, model_uri
     if model_uri.startswith("models:/"):
@@ -134,7 +134,7 @@ def load_scoring_model(model_uri: str, client=None) -> ScoringModel:
 
 def score_holdout(scoring: ScoringModel, holdout: Holdout) -> EvaluationResult:
     """Score the holdout through the pyfunc (as served) and compute every metric."""
-    from fraudops.model import prepare_model_input
+    from fraudops.modeling.model import prepare_model_input
 
     md = scoring.metadata
     scores = np.asarray(scoring.model.predict(prepare_model_input(holdout.rows, md.numeric_features,
@@ -233,7 +233,7 @@ def evaluate_model(model_uri: str | None = None, data: str = "data/history.parqu
         output_dir: also write report.json/report.md/scored_rows.parquet here.
         settings: fraudops Settings (default: load_settings()).
     """
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
     from fraudops.settings import load_settings
 
     settings = settings or load_settings()

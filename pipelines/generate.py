@@ -1,6 +1,6 @@
 """Generate labelled transaction history with the simulator and log its statistics to MLflow.
 
-Reads:  nothing (fraudops.simulator builds the world from --seed and --customers).
+Reads:  nothing (simulator.generator builds the world from --seed and --customers).
 Writes: --output (Parquet, or CSV when it ends in .csv): the message fields plus is_fraud,
         fraud_scenario and label_time; an MLflow run with the parameters, rows, fraud rate
         overall and per scenario, and scenario_summary.json (tracking URI from the settings;
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudops.simulator import FRAUD_SCENARIOS, generate_history, scenario_summary
+from simulator.generator import FRAUD_SCENARIOS, generate_history, scenario_summary
 
 log = logging.getLogger("pipelines.generate")
 EXPERIMENT = "fraud-detection"
@@ -78,7 +78,7 @@ def log_generation(params: dict, result: GenerateResult) -> str:
     """Log params, statistics and the scenario summary to MLflow; returns the run id."""
     import mlflow
 
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
 
     configure_tracking()
     if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` already chose the experiment and run

@@ -113,7 +113,7 @@ def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = "hist_
         data: where the history is written.
         settings: fraudops Settings (default load_settings()).
     """
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
     from fraudops.settings import load_settings
     from pipelines.evaluate import evaluate_on_holdout, load_holdout, log_evaluation
     from pipelines.promote import promote_version

@@ -77,7 +77,7 @@ def evaluate_champion(name: str, candidate_version: str, holdout: Holdout, clien
     Returns:
         (champion version or None, EvaluationResult or None, reason it could not be compared or None)
     """
-    from fraudops.registry import production_version
+    from fraudops.modeling.registry import production_version
 
     champion = production_version(name, client)
     if champion is None or str(champion.version) == candidate_version:
@@ -100,7 +100,7 @@ def decide_promotion(candidate: EvaluationResult, champion: EvaluationResult | N
 
 def apply_decision(name: str, version: str, decision: PromotionDecision, client) -> str | None:
     """Move the version to the decided stage and tag it; returns the stage applied (None: none)."""
-    from fraudops.registry import promote_to_production, promote_to_staging
+    from fraudops.modeling.registry import promote_to_production, promote_to_staging
 
     client.set_model_version_tag(name, version, "validation_status", "passed" if decision.passes_validation else "failed")
     client.set_model_version_tag(name, version, "promotion_decision", decision.explain()[:4900])
@@ -154,7 +154,7 @@ def promote_version(version: str = "latest", data: str = "data/history.parquet",
         pg_schema: PostgreSQL schema whose audit_log gets the decision (the job's schema).
         settings: fraudops Settings (default load_settings()).
     """
-    from fraudops.registry import get_version, registry_client
+    from fraudops.modeling.registry import get_version, registry_client
     from fraudops.settings import load_settings
     from monitoring.storage import connect_schema
 

@@ -1,4 +1,4 @@
-"""The seed's registry verbs, over fraudops.registry (the MLflow Model Registry).
+"""The seed's registry verbs, over fraudops.modeling.registry (the MLflow Model Registry).
 
 Reads/writes: the registry of MLFLOW_TRACKING_URI, model MODEL_NAME (fraud-detector).
 
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from features.definition import FEATURE_SET_VERSION
-from fraudops import registry
+from fraudops.modeling import registry
 from fraudops.settings import load_settings
 
 ACTIONS = ("register", "activate", "list", "active")

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudops.schema import TRANSACTION_COLUMNS
+from fraudops.contract.messages import TRANSACTION_COLUMNS
 from monitoring.storage import connect_schema, insert_audit, read_frame
 from monitoring.windows import parse_duration
 from pipelines.promotion_policy import DEFAULT_POLICY, PromotionPolicy
@@ -284,7 +284,7 @@ def train_and_gate(prepared, data: TrainingData, name: str, model_type: str, pro
     """
     import mlflow
 
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
     from monitoring.tracking import entry_point_experiment
     from pipelines.evaluate import Holdout
     from pipelines.promote import promote_version
@@ -320,7 +320,7 @@ def retrain(pg_schema: str = "public", history: str = "", model_name: str | None
         pg_schema: PostgreSQL schema of the scored transactions and labels.
         history: labelled history Parquet/CSV to add (empty: PostgreSQL only).
         model_name: registered model (default settings.model_name).
-        model_type: see fraudops.model.MODEL_TYPES.
+        model_type: see fraudops.modeling.model.MODEL_TYPES.
         holdout_fraction: newest share of the labelled PostgreSQL rows held out for the comparison.
         gap: duration between training and holdout (e.g. ``1h``).
         label_maturity: unlabelled rows scored longer ago count as genuine (None/"none": never).

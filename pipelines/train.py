@@ -1,7 +1,7 @@
 """Train a fraud model on an out-of-time split, log it to MLflow and register a new version.
 
 Reads:  labelled history in the raw message schema plus ``is_fraud`` (Parquet or CSV, --data), or
-        generates it with fraudops.simulator when --data is empty (--samples, --fraud-ratio).
+        generates it with simulator.generator when --data is empty (--samples, --fraud-ratio).
 Writes: an MLflow run (params, metrics, plots/, the pyfunc model ``model``, the drift reference
         sample ``reference/features.parquet``) and, unless --register false, a new version of the
         registered model (tags decision_threshold, feature_set_version, model_type).
@@ -84,7 +84,7 @@ def check_labels(history: pd.DataFrame, source: str = "history") -> pd.DataFrame
 
 def generate_training_history(samples: int, fraud_ratio: float, seed: int = 42) -> pd.DataFrame:
     """Simulated history: 30 days; customers sized for ``samples`` transactions (0: 2000 customers)."""
-    from fraudops.simulator import MEAN_TX_PER_CUSTOMER_DAY, generate_history
+    from simulator.generator import MEAN_TX_PER_CUSTOMER_DAY, generate_history
 
     customers = DEFAULT_CUSTOMERS
     if samples > 0:
@@ -175,7 +175,7 @@ def fit_pipeline(model_type: str, fit_rows: pd.DataFrame, numeric: Sequence[str]
                  params: Mapping[str, Any] | None = None, seed: int = 42,
                  missing_optional_share: float = MISSING_OPTIONAL_SHARE):
     """Fit the sklearn Pipeline of ``model_type`` on ``fit_rows`` (see with_missing_optional_fields)."""
-    from fraudops.model import build_pipeline, prepare_model_input
+    from fraudops.modeling.model import build_pipeline, prepare_model_input
 
     rows = with_missing_optional_fields(fit_rows, missing_optional_share, seed)
     pipeline = build_pipeline(model_type, numeric, categorical, params=params, seed=seed)
@@ -184,7 +184,7 @@ def fit_pipeline(model_type: str, fit_rows: pd.DataFrame, numeric: Sequence[str]
 
 def score_rows(pipeline, rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> np.ndarray:
     """P(fraud) of ``rows`` with a fitted pipeline (same path as the pyfunc)."""
-    from fraudops.model import fraud_probability, prepare_model_input
+    from fraudops.modeling.model import fraud_probability, prepare_model_input
 
     return fraud_probability(pipeline, prepare_model_input(rows, numeric, categorical))
 
@@ -205,7 +205,7 @@ def permutation_importances(pipeline, rows: pd.DataFrame, numeric: Sequence[str]
     """Drop in average precision when each input column is shuffled (all frauds + a genuine sample)."""
     from sklearn.inspection import permutation_importance
 
-    from fraudops.model import prepare_model_input
+    from fraudops.modeling.model import prepare_model_input
 
     fraud = rows[rows[LABEL_COLUMN] == 1]
     genuine = rows[rows[LABEL_COLUMN] == 0]
@@ -344,7 +344,7 @@ def log_training_params(prepared: PreparedData, model_type: str, params: Mapping
     import mlflow
 
     from features.definition import FEATURE_SET_VERSION
-    from fraudops.model import DEFAULT_PARAMS
+    from fraudops.modeling.model import DEFAULT_PARAMS
 
     effective = {**DEFAULT_PARAMS[model_type], **dict(params or {})}
     mlflow.log_params({"model_type": model_type, "feature_set": feature_set, "feature_set_version": FEATURE_SET_VERSION,
@@ -362,7 +362,7 @@ def train_in_active_run(prepared: PreparedData, model_type: str, params: Mapping
         (ModelInfo of the logged pyfunc, threshold, metrics with val_*, test_* and training_seconds).
     """
     from features.definition import FEATURE_SET_VERSION
-    from fraudops.model import ModelMetadata, check_model_type, log_fraud_model
+    from fraudops.modeling.model import ModelMetadata, check_model_type, log_fraud_model
 
     check_model_type(model_type)
     numeric, categorical = feature_lists(feature_set)
@@ -389,7 +389,7 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
                            metrics: Mapping[str, float]):
     """Register the logged model as a new version with its threshold and feature-set tags."""
     from features.definition import FEATURE_SET_VERSION
-    from fraudops.registry import (
+    from fraudops.modeling.registry import (
         TAG_FEATURE_SET_VERSION,
         TAG_MODEL_TYPE,
         TAG_THRESHOLD,
@@ -417,7 +417,7 @@ def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samp
         samples, fraud_ratio, seed: generated data (when ``data`` is empty).
         train_end, test_start, test_end, gap_days: the periods (empty: derived from the data).
         register: register a new version of ``model_name``.
-        params: estimator hyperparameters (override fraudops.model.DEFAULT_PARAMS).
+        params: estimator hyperparameters (override fraudops.modeling.model.DEFAULT_PARAMS).
         model_name: registered model (default: settings.model_name, i.e. fraud-detector).
         experiment_name: MLflow experiment.
         feature_set: ``all`` (the contract) or ``stateless`` (baseline for comparison only).
@@ -426,8 +426,8 @@ def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samp
     """
     import mlflow
 
-    from fraudops.model import check_model_type
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.model import check_model_type
+    from fraudops.modeling.registry import configure_tracking
     from fraudops.settings import load_settings
 
     check_model_type(model_type)  # before any data is read or run is opened

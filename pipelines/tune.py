@@ -173,7 +173,7 @@ def tune_model(model_type: str = "hist_gradient_boosting", data: str = "data/his
     """Search hyperparameters, then log the best model in the parent run and register it.
 
     Args:
-        model_type: one of fraudops.model.MODEL_TYPES.
+        model_type: one of fraudops.modeling.model.MODEL_TYPES.
         data: labelled history (empty: simulated).
         max_evals: number of trials.
         parallelism: concurrent trials (> 1: SparkTrials).
@@ -186,7 +186,7 @@ def tune_model(model_type: str = "hist_gradient_boosting", data: str = "data/his
     """
     import mlflow
 
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
     from fraudops.settings import load_settings
 
     if max_evals < 1 or parallelism < 1:

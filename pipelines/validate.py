@@ -52,7 +52,7 @@ def log_validation(data: str | Path, outcome: ValidationOutcome) -> str:
     """Log the outcome to MLflow; returns the run id."""
     import mlflow
 
-    from fraudops.registry import configure_tracking
+    from fraudops.modeling.registry import configure_tracking
 
     configure_tracking()
     if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` already chose the experiment and run

@@ -3,4 +3,4 @@
 # Usage: scripts/health_check.sh   (same as `make health`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m fraudops.health "$@"
+exec .venv/bin/python -m devstack.health "$@"

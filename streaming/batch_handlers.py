@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.spark_columns import attach_merchant_risk
-from fraudops.tables import LABEL_SOURCES, TRANSACTION_INSERT_COLUMNS
+from fraudops.contract.tables import LABEL_SOURCES, TRANSACTION_INSERT_COLUMNS
 from streaming.metrics import (
     REDIS_GAP_CLOSED,
     REDIS_GAP_STARTED,
@@ -179,7 +179,7 @@ class LabelsBatchWriter:
         self.targets = targets
 
     def __call__(self, batch_df, batch_id: int) -> None:
-        from fraudops.tables import QUARANTINE_INSERT_COLUMNS
+        from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS
         from streaming.sinks import copy_upsert
 
         frame = batch_df.toPandas()  # labels are few: one small frame on the driver

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
-from fraudops.registry import ServedModel, configure_tracking, resolve_served_model
+from fraudops.modeling.registry import ServedModel, configure_tracking, resolve_served_model
 
 log = logging.getLogger("streaming.model_server")
 

@@ -1,10 +1,10 @@
 """Kafka producer of simulated banking transactions (and their delayed chargeback labels).
 
 Reads: nothing but settings (KAFKA_BROKERS, KAFKA_TOPIC, KAFKA_LABELS_TOPIC; flags win).
-Writes: JSON transactions (fraudops.schema.serialize_message, key = user_id) to --topic, and a
-label per fraud (fraudops.schema.serialize_label, key = transaction_id, source "chargeback") to
+Writes: JSON transactions (fraudops.contract.messages.serialize_message, key = user_id) to --topic, and a
+label per fraud (fraudops.contract.messages.serialize_label, key = transaction_id, source "chargeback") to
 --labels-topic, --label-delay seconds of event time after the transaction. The ground truth never
-travels in the transaction itself. Transactions come from fraudops.simulator.LiveSimulator: the
+travels in the transaction itself. Transactions come from simulator.generator.LiveSimulator: the
 same generator as the training history.
 
 Commands (the seed's flags still work):
@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from fraudops.contract.messages import MAX_FUTURE_SKEW, serialize_label, serialize_message
 from fraudops.kafka_io import ensure_topics, make_producer, wait_for_broker
-from fraudops.schema import MAX_FUTURE_SKEW, serialize_label, serialize_message
 from fraudops.settings import Settings, load_settings
-from fraudops.simulator import MEAN_TX_PER_CUSTOMER_DAY, LiveSimulator, customers_for_rate
+from simulator.generator import MEAN_TX_PER_CUSTOMER_DAY, LiveSimulator, customers_for_rate
 
 DEFAULT_FRAUD_RATE = 0.05  # the seed's default
 DEFAULT_TOPIC_PARTITIONS = 4

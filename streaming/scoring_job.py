@@ -37,7 +37,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fraudops.schema import REJECT_REASON_COLUMN  # noqa: E402
+from fraudops.contract.messages import REJECT_REASON_COLUMN  # noqa: E402
 from fraudops.settings import Settings, load_settings  # noqa: E402
 
 log = logging.getLogger("streaming.scoring_job")

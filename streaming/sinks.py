@@ -28,7 +28,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from fraudops.tables import (
+from fraudops.contract.tables import (
     ALERT_INSERT_COLUMNS,
     LABEL_INSERT_COLUMNS,
     QUARANTINE_INSERT_COLUMNS,

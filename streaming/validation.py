@@ -1,4 +1,4 @@
-"""Parse and validate Kafka records with THE message contract (fraudops.schema), in Spark.
+"""Parse and validate Kafka records with THE message contract (fraudops.contract.messages), in Spark.
 
 Valid rows come out with the parsed fields; rejected rows keep their reason, the raw value cut
 to a bound and their topic/partition/offset for the quarantine table. Nothing is dropped here.
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from fraudops.schema import REJECT_REASON_COLUMN, spark_validated_schema, validate_messages_frame
+from fraudops.contract.messages import REJECT_REASON_COLUMN, spark_validated_schema, validate_messages_frame
 from streaming.sinks import MAX_RAW_VALUE_CHARS
 
 KAFKA_META_DDL = [

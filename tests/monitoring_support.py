@@ -13,9 +13,9 @@ from psycopg2.extras import execute_values
 
 from features.batch import compute_features
 from features.definition import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from fraudops.contract.messages import TRANSACTION_COLUMNS
 from fraudops.db import apply_migrations
-from fraudops.schema import TRANSACTION_COLUMNS
-from fraudops.simulator import generate_history
+from simulator.generator import generate_history
 
 
 def create_schema(pg_conn, name: str) -> str:

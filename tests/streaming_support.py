@@ -14,7 +14,7 @@ import pandas as pd
 from features.batch import compute_features
 from features.definition import CATEGORICAL_FEATURES, FEATURE_SET_VERSION, NUMERIC_FEATURES
 from fraudops.db import apply_migrations
-from fraudops.simulator import generate_history
+from simulator.generator import generate_history
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def train_and_register(settings, model_name: str, history: pd.DataFrame, seed: i
     register it under ``model_name`` and make it Production. Returns the version number."""
     import mlflow
 
-    from fraudops.model import ModelMetadata, build_pipeline, log_fraud_model, prepare_model_input
-    from fraudops.registry import (
+    from fraudops.modeling.model import ModelMetadata, build_pipeline, log_fraud_model, prepare_model_input
+    from fraudops.modeling.registry import (
         TAG_FEATURE_SET_VERSION,
         TAG_THRESHOLD,
         configure_tracking,

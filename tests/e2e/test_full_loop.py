@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from fraudops.schema import MAX_AMOUNT, serialize_message
-from fraudops.simulator import generate_history
+from fraudops.contract.messages import MAX_AMOUNT, serialize_message
+from simulator.generator import generate_history
 from streaming.scoring_job import JobOptions, start_queries
 from tests import streaming_support as support
 from tests.polling import assert_eventually
@@ -124,7 +124,7 @@ def version_counts(pg_conn, ns) -> dict[str, int]:
 
 def registry_state(settings, name: str) -> tuple[dict[str, str], str]:
     """({version: stage}, version of the champion alias)."""
-    from fraudops.registry import CHAMPION_ALIAS, registry_client
+    from fraudops.modeling.registry import CHAMPION_ALIAS, registry_client
 
     client = registry_client(settings)
     stages = {v.version: v.current_stage for v in client.search_model_versions(f"name='{name}'")}
@@ -134,7 +134,7 @@ def registry_state(settings, name: str) -> tuple[dict[str, str], str]:
 # --- the loop -----------------------------------------------------------------------------------
 def test_stream_labels_drift_retrain_promote_and_the_stream_scores_with_the_new_version(
         spark, settings, pg_conn, namespace, world, unique_name, tmp_path):
-    from fraudops.registry import promote_to_production
+    from fraudops.modeling.registry import promote_to_production
     from monitoring.feedback import pending_alerts, review_alert
     from monitoring.storage import connect_schema
     from pipelines.drift import run_drift_check

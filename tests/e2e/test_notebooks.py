@@ -114,7 +114,7 @@ class AnalysisData:
 
 def fill_schema_with_the_job(spark, settings, conn, model_name: str, suffix: str, tmp_path: Path):
     """Score a small history (plus two unparseable messages) with the real job; returns (namespace, rows)."""
-    from fraudops.schema import serialize_message
+    from fraudops.contract.messages import serialize_message
     from streaming.scoring_job import JobOptions, start_queries
 
     ns = support.make_namespace(conn, settings, f"nb{suffix}", tmp_path)
@@ -137,7 +137,7 @@ def fill_schema_with_the_job(spark, settings, conn, model_name: str, suffix: str
 @pytest.fixture(scope="module")
 def analysis_data(settings, spark, tmp_path_factory):
     from fraudops.db import apply_migrations, connect
-    from fraudops.registry import promote_to_production, registry_client
+    from fraudops.modeling.registry import promote_to_production, registry_client
     from pipelines.train import prepare_data, train_model
 
     suffix = uuid.uuid4().hex[:10]

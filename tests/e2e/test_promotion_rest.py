@@ -25,7 +25,7 @@ import uuid
 
 import pytest
 
-from fraudops.schema import serialize_message
+from fraudops.contract.messages import serialize_message
 from streaming.scoring_job import JobOptions, start_queries
 from tests import streaming_support as support
 
@@ -80,7 +80,7 @@ def register_candidate(settings, model_name: str, history) -> str:
     a scratch name (which promotes it there), then its logged model is registered again under
     ``model_name`` with the same tags, the way `pipelines.train` leaves a candidate.
     """
-    from fraudops.registry import get_version, register_model_version, registry_client
+    from fraudops.modeling.registry import get_version, register_model_version, registry_client
 
     scratch = f"{model_name}-build"
     support.train_and_register(settings, scratch, history, seed=1)

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from fraudops.schema import serialize_message
-from fraudops.simulator import seed_scenario_messages
+from fraudops.contract.messages import serialize_message
+from simulator.generator import seed_scenario_messages
 from streaming.scoring_job import JobOptions, start_queries
 from tests import streaming_support as support
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from fraudops.schema import serialize_message
+from fraudops.contract.messages import serialize_message
 from tests import streaming_support as support
 from tests.polling import assert_eventually
 

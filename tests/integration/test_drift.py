@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from features.batch import compute_features
-from fraudops.simulator import generate_history
 from pipelines.drift import DRIFT_EXIT_CODE, InsufficientDataError, main, run_drift_check
+from simulator.generator import generate_history
 from tests.monitoring_support import (
     count_rows,
     create_schema,
@@ -39,7 +39,7 @@ def _day(frame: pd.DataFrame) -> pd.Series:
 @pytest.fixture(scope="module")
 def production_model(settings):
     """A registered Production model whose reference covers days 31-40 (30-day windows full)."""
-    from fraudops.registry import promote_to_production
+    from fraudops.modeling.registry import promote_to_production
     from pipelines.splits import TimeSplit, split_frames
     from pipelines.train import PreparedData, train_model
 
@@ -66,7 +66,7 @@ def schema(pg_conn, unique_name):
 def _plant_current(pg_conn, schema: str, history: pd.DataFrame, model: dict) -> int:
     """Score the last days of ``history`` (features over all of it) with the Production model
     into ``schema``, as the streaming job would have, scored now."""
-    from fraudops.model import load_fraud_model
+    from fraudops.modeling.model import load_fraud_model
 
     featurized = compute_features(history)
     current = _day(history) >= CURRENT_FROM_DAY
@@ -116,7 +116,7 @@ def test_unshifted_stream_shows_no_drift_and_is_recorded(settings, pg_conn, sche
 
 
 def _assert_mlflow_run(settings, check):
-    from fraudops.registry import registry_client
+    from fraudops.modeling.registry import registry_client
 
     client = registry_client(settings)
     run = client.get_run(check.run_id)

@@ -22,8 +22,8 @@ from features.spark_batch import add_features_spark
 from features.spark_columns import attach_merchant_risk, merchant_key_column
 from features.stateless import merchant_key
 from features.stream import add_stream_features
-from fraudops.schema import TRANSACTION_COLUMNS, spark_message_schema
-from fraudops.simulator import generate_history
+from fraudops.contract.messages import TRANSACTION_COLUMNS, spark_message_schema
+from simulator.generator import generate_history
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fraudops.contract.messages import TRANSACTION_COLUMNS, validate_message
 from fraudops.kafka_io import delete_topics, ensure_topics, make_consumer, wait_for_broker
-from fraudops.schema import TRANSACTION_COLUMNS, validate_message
 from fraudops.settings import PROJECT_ROOT
-from fraudops.simulator import LiveSimulator
+from simulator.generator import LiveSimulator
 from streaming.producer import produce_transactions
 from tests.polling import assert_eventually
 

@@ -9,8 +9,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from fraudops import registry
-from fraudops.model import (
+from fraudops.modeling import registry
+from fraudops.modeling.model import (
     ModelMetadata,
     build_pipeline,
     log_fraud_model,

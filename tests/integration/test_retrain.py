@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from fraudops.registry import CHAMPION_ALIAS, production_version, registry_client
+from fraudops.modeling.registry import CHAMPION_ALIAS, production_version, registry_client
 from monitoring.storage import MetricRow, connect_schema, insert_audit, insert_metric_rows
 from pipelines.promote import AUDIT_EVENT as PROMOTION_EVENT
 from pipelines.promotion_policy import MetricThreshold, PromotionPolicy
@@ -69,7 +69,7 @@ def test_a_better_candidate_replaces_the_champion(settings, pg_conn, schema, nam
 
     weak = train_model(model_type="logistic", feature_set="stateless", samples=6000, fraud_ratio=0.03,
                        model_name=names["model"], experiment_name=names["experiment"], settings=settings)
-    from fraudops.registry import promote_to_production
+    from fraudops.modeling.registry import promote_to_production
 
     promote_to_production(names["model"], weak.version)
     _plant_recent(pg_conn, schema, world["recent"])

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from fraudops import health, stack
+from devstack import stack
+from fraudops import health
 from fraudops.db import apply_migrations, migration_files
 from tests.polling import assert_eventually
 
@@ -22,14 +23,14 @@ def test_every_service_is_up(settings):
 
 
 def test_health_command_exits_zero_when_all_up():
-    result = subprocess.run([sys.executable, "-m", "fraudops.health"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "devstack.health"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.split()[0] for line in result.stdout.strip().splitlines()] == [
         "kafka", "postgres", "redis", "mlflow", "streaming"]
 
 
 def test_stack_up_twice_is_harmless():
-    result = subprocess.run([sys.executable, "-m", "fraudops.stack", "up"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "devstack.stack", "up"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("already running") == 4
 
@@ -113,7 +114,7 @@ def test_health_reports_stopped_redis_down_then_up_after_restart(settings):
         status = health.check_redis(settings)
         assert not status.up
         assert "make stack-up" in status.line()
-        result = subprocess.run([sys.executable, "-m", "fraudops.health"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "devstack.health"], capture_output=True, text=True)
         assert result.returncode != 0 and "redis" in result.stderr
     finally:
         stack.start_service(paths, "redis")

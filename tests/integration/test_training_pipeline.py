@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from fraudops import registry
+from fraudops.modeling import registry
 from fraudops.settings import PROJECT_ROOT
 from pipelines.evaluate import evaluate_model
 from pipelines.promote import promote_version
@@ -32,7 +32,7 @@ LENIENT = PromotionPolicy(thresholds=(MetricThreshold("auc_roc", 0.5),))
 
 @pytest.fixture(scope="module")
 def history_path(tmp_path_factory) -> Path:
-    from fraudops.simulator import generate_history
+    from simulator.generator import generate_history
 
     path = tmp_path_factory.mktemp("history") / "history.parquet"
     generate_history(days=14, customers=250, fraud_ratio=0.02, seed=11).to_parquet(path, index=False)

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from features.batch import compute_features
-from fraudops.model import ModelMetadata, prepare_model_input, save_fraud_model
-from fraudops.simulator import generate_history, seed_scenario_messages
+from fraudops.modeling.model import ModelMetadata, prepare_model_input, save_fraud_model
 from pipelines.evaluation_metrics import THRESHOLD_OBJECTIVE, choose_threshold
 from pipelines.train import feature_lists, fit_pipeline, prepare_data, score_rows
+from simulator.generator import generate_history, seed_scenario_messages
 
 pytestmark = pytest.mark.unit  # no service needed; slower than the other unit tests (one training)
 

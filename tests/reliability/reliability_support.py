@@ -2,7 +2,7 @@
 process, and PRIVATE service instances (own state folder, own ports) to break on purpose.
 
 The shared stack (default ports) is never stopped here: a test that kills PostgreSQL, Redis or
-Kafka starts its own instance with fraudops.stack and points the job at it through settings.
+Kafka starts its own instance with devstack.stack and points the job at it through settings.
 """
 
 from __future__ import annotations
@@ -149,18 +149,18 @@ def free_port() -> int:
 
 @dataclasses.dataclass
 class PrivateStack:
-    """One private instance of a service (fraudops.stack), with its own folder and ports."""
+    """One private instance of a service (devstack.stack), with its own folder and ports."""
 
     paths: object
     cfg: dict[str, str]
 
     def start(self, service: str) -> None:
-        from fraudops.stack import STARTERS
+        from devstack.stack import STARTERS
 
         STARTERS[service](self.paths, self.cfg)
 
     def stop(self, service: str) -> None:
-        from fraudops.stack import stop_service
+        from devstack.stack import stop_service
 
         stop_service(self.paths, service)
 
@@ -192,7 +192,7 @@ class PrivateStack:
 def private_service(service: str):
     """Start a private ``service`` ("postgres", "redis" or "kafka") on free ports; stop and remove
     it afterwards. The folder is world-readable so that the postgres user can reach its data."""
-    from fraudops.stack import StackPaths, stack_config
+    from devstack.stack import StackPaths, stack_config
 
     state = Path(tempfile.mkdtemp(prefix=f"fraudops-private-{service}-", dir="/tmp"))
     state.chmod(0o755)

@@ -1,6 +1,6 @@
 """A hostile corpus through the real scoring job (Kafka -> Spark -> PostgreSQL, Redis, Kafka).
 
-Every message is either quarantined with its documented reason (fraudops.schema.REJECTION_CODES)
+Every message is either quarantined with its documented reason (fraudops.contract.messages.REJECTION_CODES)
 or stored exactly as sent; duplicates of a transaction_id keep the first one; text that looks
 like SQL is stored verbatim and never executed; the tables hold exactly what they should.
 The SIGKILL/restart case lives in tests/e2e/test_scoring_job_process.py.
@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from fraudops.schema import MAX_MESSAGE_BYTES
+from fraudops.contract.messages import MAX_MESSAGE_BYTES
 from streaming.sinks import MAX_RAW_VALUE_CHARS
 from tests import streaming_support as support
 from tests.reliability.reliability_support import drain, encoded, job_options, message

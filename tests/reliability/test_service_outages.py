@@ -1,6 +1,6 @@
 """The scoring job through service outages: PostgreSQL down for 30 s, Redis down, a Kafka broker
 restart. Each test starts a PRIVATE instance of the service it breaks (own folder, free ports;
-fraudops.stack) and points the job at it; the shared stack is never touched.
+devstack.stack) and points the job at it; the shared stack is never touched.
 
 Expected (issue 5 and streaming/sinks.py):
 * PostgreSQL down: batches fail, the supervisor restarts the queries from their checkpoints
@@ -20,9 +20,9 @@ import uuid
 
 import pytest
 
+from fraudops.contract.messages import serialize_message
 from fraudops.db import apply_migrations, connect
 from fraudops.kafka_io import ensure_topics
-from fraudops.schema import serialize_message
 from tests import streaming_support as support
 from tests.polling import assert_eventually
 from tests.reliability.reliability_support import (

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack.stack import _SECRETS as STACK_SECRETS
+from devstack.stack import SERVICE_ORDER as LOCAL_STACK_SERVICES
+from devstack.stack import TOPICS as LOCAL_STACK_TOPICS
 from fraudops.settings import _VARS as APP_SETTINGS_VARIABLES
-from fraudops.stack import _SECRETS as STACK_SECRETS
-from fraudops.stack import SERVICE_ORDER as LOCAL_STACK_SERVICES
-from fraudops.stack import TOPICS as LOCAL_STACK_TOPICS
 
 pytestmark = pytest.mark.unit
 

@@ -19,8 +19,8 @@ from expectations.suites import (
     stale_suites,
     suite_path,
 )
-from fraudops.schema import COUNTRIES, CURRENCIES, MAX_AMOUNT, REQUIRED_FIELDS, TRANSACTION_TYPES
-from fraudops.simulator import generate_history
+from fraudops.contract.messages import COUNTRIES, CURRENCIES, MAX_AMOUNT, REQUIRED_FIELDS, TRANSACTION_TYPES
+from simulator.generator import generate_history
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from features.definition import (
 )
 from features.merchant import MERCHANT_FEATURES
 from features.user_state import USER_FEATURES, UserState, user_window_features
-from fraudops.simulator import generate_history
+from simulator.generator import generate_history
 
 pytestmark = pytest.mark.unit
 

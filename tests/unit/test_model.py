@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.model import (
+from fraudops.modeling.model import (
     MISSING_CATEGORY,
     MODEL_TYPES,
     ModelMetadata,

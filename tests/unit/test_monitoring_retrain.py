@@ -48,7 +48,7 @@ def test_split_needs_recent_rows():
 
 
 def _history() -> pd.DataFrame:
-    from fraudops.simulator import generate_history
+    from simulator.generator import generate_history
 
     return generate_history(days=3, customers=30, fraud_ratio=0.05, seed=3)
 

@@ -48,7 +48,7 @@ SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 PATH_LIKE = re.compile(r"^\.?[\w.-]+(?:/[\w.*-]+)+/?$")
 KNOWN_EXTERNAL_VARIABLES = {"PGPASSWORD"}  # libpq's, not the project's
-CODE_FOLDERS = ["fraudops", "streaming", "pipelines", "features", "monitoring", "expectations", "docker"]
+CODE_FOLDERS = ["fraudops", "simulator", "devstack", "streaming", "pipelines", "features", "monitoring", "expectations", "docker"]
 
 
 # --- extracting commands ------------------------------------------------------------------------

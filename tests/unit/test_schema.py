@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudops.schema import (
+from fraudops.contract.messages import (
     COUNTRIES,
     CURRENCIES,
     MAX_MESSAGE_BYTES,
@@ -29,7 +29,7 @@ from fraudops.schema import (
     validate_messages_frame,
     validate_record,
 )
-from fraudops.simulator import seed_scenario_messages
+from simulator.generator import seed_scenario_messages
 
 pytestmark = pytest.mark.unit
 

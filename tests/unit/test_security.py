@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED_PACKAGES = ("streaming", "monitoring", "fraudops", "pipelines", "features", "expectations", "bench")
+SCANNED_PACKAGES = ("streaming", "monitoring", "fraudops", "simulator", "devstack", "pipelines", "features", "expectations", "bench")
 
 
 # ---------------------------------------------------------------- credentials
@@ -73,8 +73,8 @@ def test_no_password_looking_literals_are_tracked():
 
 
 def test_the_local_stacks_generated_secrets_appear_in_no_tracked_file():
+    from devstack.stack import _SECRETS, stack_paths
     from fraudops.settings import read_env_file
-    from fraudops.stack import _SECRETS, stack_paths
 
     values = read_env_file(stack_paths().env_file)
     secrets = [values[k] for k in _SECRETS if len(values.get(k, "")) >= 8]
@@ -114,7 +114,7 @@ class _Spawned(Exception):
 
 
 def _captured_start(monkeypatch, tmp_path, service: str) -> list[str]:
-    from fraudops import stack
+    from devstack import stack
 
     calls: list[list[str]] = []
 
@@ -142,7 +142,7 @@ def test_postgres_listens_on_loopback_only(monkeypatch, tmp_path):
 
 
 def test_postgres_is_initialised_with_password_authentication_for_every_connection():
-    from fraudops import stack
+    from devstack import stack
 
     source = Path(stack.__file__).read_text()
     assert "--auth=scram-sha-256" in source and "--auth=trust" not in source
@@ -158,7 +158,7 @@ def test_redis_binds_loopback_and_requires_a_password(monkeypatch, tmp_path):
 
 
 def test_kafka_listeners_are_loopback_only(monkeypatch, tmp_path):
-    from fraudops import stack
+    from devstack import stack
 
     monkeypatch.setattr(stack, "_java_classpath", lambda name: "unused")
     _captured_start(monkeypatch, tmp_path, "kafka")
@@ -175,7 +175,7 @@ def test_mlflow_listens_on_loopback_only(monkeypatch, tmp_path):
 
 
 def test_the_env_file_with_the_passwords_is_private(tmp_path):
-    from fraudops import stack
+    from devstack import stack
 
     paths = stack.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
     cfg = stack.stack_config(paths)
@@ -189,7 +189,7 @@ def test_the_env_file_with_the_passwords_is_private(tmp_path):
 # text that starts like an SQL statement (prose that merely mentions SELECT is not SQL)
 SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|ALTER|DROP|SET|TRUNCATE|WITH)\b")
 # Names that may be interpolated into SQL text: identifiers or fragments built from constants
-# in code (table/column lists of fraudops.tables, schema names checked by a pattern). A value
+# in code (table/column lists of fraudops.contract.tables, schema names checked by a pattern). A value
 # that comes from data must be a query parameter (%s / %(name)s) or COPY input instead.
 SQL_IDENTIFIER_NAMES = {"table", "temp", "cols", "columns", "conflict", "schema", "pg_schema", "since",
                         "LATEST_LABELS_SQL", "where_sql", "order_sql", "view", "index_name"}
@@ -283,14 +283,14 @@ def test_the_streaming_job_loads_models_only_through_the_registry_resolver():
 @pytest.mark.parametrize("uri", ["runs:/0123456789abcdef/model", "file:///tmp/model", "/tmp/model", "s3://bucket/m",
                                  "models:", "http://evil.example/model.pkl", ""])
 def test_only_registry_uris_are_accepted(uri):
-    from fraudops.registry import parse_models_uri
+    from fraudops.modeling.registry import parse_models_uri
 
     with pytest.raises(ValueError, match="not a registry URI"):
         parse_models_uri(uri)
 
 
 def test_the_pipeline_artifact_is_loaded_with_an_allowlist_not_pickle():
-    from fraudops import model
+    from fraudops.modeling import model
 
     source = Path(model.__file__).read_text()
     assert "sio.load(" in source and "trusted=SKOPS_TRUSTED_TYPES" in source

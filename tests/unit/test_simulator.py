@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.schema import TRANSACTION_COLUMNS, serialize_message, validate_message
-from fraudops.simulator import (
+from fraudops.contract.messages import TRANSACTION_COLUMNS, serialize_message, validate_message
+from simulator.generator import (
     FRAUD_SCENARIOS,
     HISTORY_COLUMNS,
     LiveSimulator,

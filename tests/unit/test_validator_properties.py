@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of the message validator, fraudops.schema.validate_message.
+"""Property-based tests (hypothesis) of the message validator, fraudops.contract.messages.validate_message.
 
 tests/unit/test_schema.py already checks, example by example, one reason per bad message, and,
 as properties, that the validator never raises and that an accepted record re-serializes to
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudops.schema import (
+from fraudops.contract.messages import (
     COUNTRIES,
     CURRENCIES,
     MAX_AMOUNT,

@@ -313,7 +313,7 @@ def log_fraud_model(
         input_example: a few rows holding the feature columns.
         name: model name inside the run.
         registered_model_name: also register it under this name (None: don't; the pipelines
-            register through fraudops.registry so the version gets its tags).
+            register through fraudops.modeling.registry so the version gets its tags).
 
     Returns:
         mlflow ModelInfo (``model_uri``, ``model_id`` ...).

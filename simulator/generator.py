@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from fraudops.schema import TRANSACTION_COLUMNS
+from fraudops.contract.messages import TRANSACTION_COLUMNS
 
 # --- public constants ---------------------------------------------------------------------------
 SCENARIOS: tuple[str, ...] = (
@@ -115,7 +115,7 @@ _CAT = {name: i for i, name in enumerate(CATEGORIES)}
 _SCN = {name: i for i, name in enumerate(SCENARIOS)}
 _CH = {name: i for i, name in enumerate(CHANNELS)}
 _USUAL_MERCHANTS = 8
-_MAX_LOCAL_AMOUNT = 900_000.0  # below fraudops.schema.MAX_AMOUNT
+_MAX_LOCAL_AMOUNT = 900_000.0  # below fraudops.contract.messages.MAX_AMOUNT
 
 # scenario -> (share of fraud transactions, mean transactions per instance)
 _SCENARIO_MIX: dict[str, tuple[float, float]] = {
@@ -704,7 +704,7 @@ class LiveEvent(NamedTuple):
         key: Kafka key: user_id for a transaction, transaction_id for a label.
         message: the transaction (TRANSACTION_COLUMNS, transaction_time a UTC datetime) or the
             label (transaction_id, is_fraud, source, labeled_at); serialize with
-            fraudops.schema.serialize_message / serialize_label.
+            fraudops.contract.messages.serialize_message / serialize_label.
         event_time: transaction_time or labeled_at.
         is_fraud: hidden ground truth of a transaction (never part of its message).
         fraud_scenario: hidden scenario name of a transaction ("none" for genuine).

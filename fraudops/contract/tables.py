@@ -1,6 +1,6 @@
 """Column layouts of the PostgreSQL tables that the application writes (written once).
 
-The DDL lives in fraudops/migrations/; these lists name the columns each writer fills, in order.
+The DDL lives in fraudops/contract/migrations/; these lists name the columns each writer fills, in order.
 """
 
 from __future__ import annotations

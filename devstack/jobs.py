@@ -1,8 +1,8 @@
 """Background application processes of the local stack (the streaming job, the producer).
 
-    python -m fraudops.jobs start streaming -- <command ...>   # PID in .stack/pids, log in .stack/logs
-    python -m fraudops.jobs stop streaming
-    python -m fraudops.jobs status streaming
+    python -m devstack.jobs start streaming -- <command ...>   # PID in .stack/pids, log in .stack/logs
+    python -m devstack.jobs stop streaming
+    python -m devstack.jobs status streaming
 
 `make stack-down` stops them too (by PID).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fraudops.stack import _alive, read_pid, spawn, stack_paths, terminate
+from devstack.stack import _alive, read_pid, spawn, stack_paths, terminate
 
 JOB_NAMES = ("streaming", "producer")
 

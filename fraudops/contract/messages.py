@@ -367,15 +367,15 @@ def serialize_message(record: Mapping[str, Any]) -> bytes:
 
 
 # --- labels (topic transaction-labels) ----------------------------------------------------------
-# The labels table layout and its sources are fraudops.tables.LABEL_INSERT_COLUMNS / LABEL_SOURCES;
+# The labels table layout and its sources are fraudops.contract.tables.LABEL_INSERT_COLUMNS / LABEL_SOURCES;
 # the streaming job parses label messages in streaming/batch_handlers.py.
 def serialize_label(label: Mapping[str, Any]) -> bytes:
     """Encode a label message: {"transaction_id", "is_fraud": 0|1, "source", "labeled_at": ISO UTC}.
 
     Raises:
-        ValueError: when source is not one of fraudops.tables.LABEL_SOURCES.
+        ValueError: when source is not one of fraudops.contract.tables.LABEL_SOURCES.
     """
-    from fraudops.tables import LABEL_SOURCES
+    from fraudops.contract.tables import LABEL_SOURCES
 
     if label["source"] not in LABEL_SOURCES:
         raise ValueError(f"serialize_label: source {label['source']!r} is not one of {LABEL_SOURCES}")

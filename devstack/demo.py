@@ -4,8 +4,8 @@ produced is scored, print a summary.
 Reads: PostgreSQL (transactions, fraud_alerts, quarantine), the settings.
 Writes: the two seed scenario messages to KAFKA_TOPIC (``send-seed-scenarios``).
 
-    python -m fraudops.demo send-seed-scenarios --run-tag 1700000000
-    python -m fraudops.demo summary --run-tag 1700000000 --since 2026-01-01T00:00:00Z --expect 3002
+    python -m devstack.demo send-seed-scenarios --run-tag 1700000000
+    python -m devstack.demo summary --run-tag 1700000000 --since 2026-01-01T00:00:00Z --expect 3002
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fraudops.settings import Settings, load_settings
 def seed_messages_for_run(run_tag: str) -> list[dict]:
     """The seed's two scenario messages, their transaction ids made unique to this demo run
     (a re-run would otherwise be deduplicated by transaction_id)."""
-    from fraudops.simulator import seed_scenario_messages
+    from simulator.generator import seed_scenario_messages
 
     messages = seed_scenario_messages()
     for message in messages:

@@ -6,12 +6,12 @@ files and ``stack.env`` (generated passwords; every command of the project reads
 
 Commands::
 
-    python -m fraudops.stack up        # start what is not running, wait until each answers
-    python -m fraudops.stack down      # stop only the processes it started (by PID); keep data
-    python -m fraudops.stack clean     # down, then remove the state folder
-    python -m fraudops.stack status    # which of our processes are alive
-    python -m fraudops.stack verify-stopped   # non-zero if any process of ours still runs
-    python -m fraudops.stack start-service redis / stop-service redis
+    python -m devstack.stack up        # start what is not running, wait until each answers
+    python -m devstack.stack down      # stop only the processes it started (by PID); keep data
+    python -m devstack.stack clean     # down, then remove the state folder
+    python -m devstack.stack status    # which of our processes are alive
+    python -m devstack.stack verify-stopped   # non-zero if any process of ours still runs
+    python -m devstack.stack start-service redis / stop-service redis
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ _SECRETS = ("POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "MLFLOW_DB_PASSW
 
 def write_env_file(paths: StackPaths, cfg: dict[str, str]) -> None:
     paths.env_file.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# Written by `make stack-up` (fraudops.stack). Local secrets: never commit this file."]
+    lines = ["# Written by `make stack-up` (devstack.stack). Local secrets: never commit this file."]
     lines += [f"{key}={cfg[key]}" for key in sorted(cfg)]
     tmp = paths.env_file.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
