@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fraudops.errors import InsufficientDataError
 from monitoring.drift import (
     DEFAULT_COLUMN_THRESHOLD,
     DEFAULT_DRIFT_SHARE,
@@ -43,6 +44,14 @@ from monitoring.drift import (
 from monitoring.performance import decision_performance
 from monitoring.storage import MetricRow, connect_schema, insert_metric_rows
 from monitoring.windows import Window, parse_window
+from pipelines.common import (
+    cli_text,
+    configure_logging,
+    defaults_of,
+    log_finite_metrics,
+    parse_bool,
+    whole_number,
+)
 
 log = logging.getLogger("pipelines.drift")
 
@@ -52,10 +61,6 @@ DRIFT_EXIT_CODE = 3
 DEFAULT_MIN_ROWS = 200
 DEFAULT_MAX_ROWS = 50_000
 REFERENCE_META_COLUMNS = ("transaction_time", "score", "label")
-
-
-class InsufficientDataError(ValueError):
-    """The window holds too few scored rows for a meaningful comparison."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,6 @@ def log_run(check: DriftCheck, params: dict, experiment: str) -> str:
     import mlflow
 
     from monitoring.tracking import set_experiment_unless_entry_point
-    from pipelines.train import log_finite_metrics
 
     set_experiment_unless_entry_point(experiment)
     with mlflow.start_run(run_name=f"drift-{check.model_name}-v{check.model_version}") as run:
@@ -232,20 +236,19 @@ def run_drift_check(
 
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.train import whole_number
-
+    defaults = defaults_of(run_drift_check)
     p = argparse.ArgumentParser(prog="python -m pipelines.drift", description=__doc__.split("\n\n")[0])
-    p.add_argument("--window", default="24h", help="duration by scored_at (30m, 24h, 7d) or a row count (5000)")
-    p.add_argument("--model-uri", default="", help="reference model (default: MODEL_URI)")
-    p.add_argument("--pg-schema", default="public")
-    p.add_argument("--drift-share", type=float, default=DEFAULT_DRIFT_SHARE,
+    p.add_argument("--window", default=defaults["window"], help="duration by scored_at (30m, 24h, 7d) or a row count (5000)")
+    p.add_argument("--model-uri", default=cli_text(defaults["model_uri"]), help="reference model (default: MODEL_URI)")
+    p.add_argument("--pg-schema", default=defaults["pg_schema"])
+    p.add_argument("--drift-share", type=float, default=defaults["drift_share"],
                    help="share of drifted feature columns at which the data counts as drifted")
-    p.add_argument("--column-threshold", type=float, default=DEFAULT_COLUMN_THRESHOLD,
+    p.add_argument("--column-threshold", type=float, default=defaults["column_threshold"],
                    help="distance at which one column counts as drifted")
-    p.add_argument("--reports-dir", default="reports")
-    p.add_argument("--min-rows", type=whole_number, default=DEFAULT_MIN_ROWS)
-    p.add_argument("--max-rows", type=whole_number, default=DEFAULT_MAX_ROWS)
-    p.add_argument("--experiment", default=EXPERIMENT)
+    p.add_argument("--reports-dir", default=str(defaults["reports_dir"]))
+    p.add_argument("--min-rows", type=whole_number, default=defaults["min_rows"])
+    p.add_argument("--max-rows", type=whole_number, default=defaults["max_rows"])
+    p.add_argument("--experiment", default=defaults["experiment"])
     p.add_argument("--fail-on-drift", default="false", help=f"true: exit {DRIFT_EXIT_CODE} when the data drifted")
     return p
 
@@ -266,9 +269,7 @@ def summary(check: DriftCheck) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.train import parse_bool
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         fail_on_drift = parse_bool(args.fail_on_drift, "--fail-on-drift")

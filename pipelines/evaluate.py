@@ -30,16 +30,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.evaluation_metrics import evaluate_scored_rows, metrics_by_scenario
-from pipelines.splits import derive_time_split, event_times, parse_time, slice_period
-from pipelines.train import (
-    featurize_history,
-    load_history,
+from pipelines.common import (
+    DEFAULT_DATA,
+    cli_text,
+    configure_logging,
+    defaults_of,
     log_finite_metrics,
-    scored_frame,
     start_step_run,
     use_experiment,
 )
+from pipelines.evaluation_metrics import evaluate_scored_rows, metrics_by_scenario
+from pipelines.splits import derive_time_split, event_times, parse_time, slice_period
+from pipelines.train import featurize_history, load_history, scored_frame
 
 log = logging.getLogger("pipelines.evaluate")
 
@@ -220,7 +222,7 @@ def log_evaluation(result: EvaluationResult, data: str) -> str:
     return run.info.run_id
 
 
-def evaluate_model(model_uri: str | None = None, data: str = "data/history.parquet", test_start=None,
+def evaluate_model(model_uri: str | None = None, data: str = DEFAULT_DATA, test_start=None,
                    test_end=None, experiment_name: str = DEFAULT_EXPERIMENT, output_dir: str | Path | None = None,
                    settings=None) -> EvaluationResult:
     """Evaluate ``model_uri`` on the period of ``data``, log the run, optionally write the report locally.
@@ -247,18 +249,20 @@ def evaluate_model(model_uri: str | None = None, data: str = "data/history.parqu
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(evaluate_model)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-uri", default="", help="default: MODEL_URI (models:/fraud-detector/Production)")
-    parser.add_argument("--data", default="data/history.parquet")
-    parser.add_argument("--test-start", default="")
-    parser.add_argument("--test-end", default="")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
-    parser.add_argument("--output-dir", default="", help="also write the report here")
+    parser.add_argument("--model-uri", default=cli_text(defaults["model_uri"]),
+                        help="default: MODEL_URI (models:/fraud-detector/Production)")
+    parser.add_argument("--data", default=defaults["data"])
+    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]))
+    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]))
+    parser.add_argument("--experiment", default=defaults["experiment_name"])
+    parser.add_argument("--output-dir", default=cli_text(defaults["output_dir"]), help="also write the report here")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> EvaluationResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     result = evaluate_model(args.model_uri or None, args.data, args.test_start, args.test_end,
                             args.experiment, args.output_dir or None)

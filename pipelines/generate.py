@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -25,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.generator import FRAUD_SCENARIOS, generate_history, scenario_summary
+from pipelines.common import DEFAULT_DATA, DEFAULT_EXPERIMENT, configure_logging, use_experiment
+from simulator.generator import DEFAULT_FRAUD_RATIO, FRAUD_SCENARIOS, generate_history, scenario_summary
 
 log = logging.getLogger("pipelines.generate")
-EXPERIMENT = "fraud-detection"
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,7 @@ def log_generation(params: dict, result: GenerateResult) -> str:
     from fraudops.modeling.registry import configure_tracking
 
     configure_tracking()
-    if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` already chose the experiment and run
-        mlflow.set_experiment(EXPERIMENT)
+    use_experiment(DEFAULT_EXPERIMENT)
     with mlflow.start_run(run_name="generate") as run:
         mlflow.log_params({**params, "output": str(result.output)})
         mlflow.log_metrics({**result.statistics, "generation_seconds": result.seconds})
@@ -107,14 +105,19 @@ def _whole_number(name: str, minimum: int):
     return parse
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.generate", description="generate labelled history")
     p.add_argument("--days", type=_whole_number("--days", 1), default=30)
     p.add_argument("--customers", type=_whole_number("--customers", 1), default=2000)
-    p.add_argument("--fraud-ratio", type=float, default=0.008, help="share of fraudulent transactions, in [0, 0.5)")
+    p.add_argument("--fraud-ratio", type=float, default=DEFAULT_FRAUD_RATIO, help="share of fraudulent transactions, in [0, 0.5)")
     p.add_argument("--seed", type=_whole_number("--seed", 0), default=42)
-    p.add_argument("--output", default="data/history.parquet", help="Parquet path (or .csv)")
+    p.add_argument("--output", default=DEFAULT_DATA, help="Parquet path (or .csv)")
     p.add_argument("--no-mlflow", action="store_true", help="only write the file")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if not 0.0 <= args.fraud_ratio < 0.5:
         p.error(f"--fraud-ratio must be in [0, 0.5), got {args.fraud_ratio}")
@@ -122,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     result = generate(args.days, args.customers, args.fraud_ratio, args.seed, args.output)
     stats = result.statistics

@@ -24,16 +24,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.train import whole_number
+from fraudops.errors import DataValidationError
+from pipelines.common import (
+    DEFAULT_DATA,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_TYPE,
+    configure_logging,
+    defaults_of,
+    use_experiment,
+    whole_number,
+)
+from simulator.generator import DEFAULT_FRAUD_RATIO
 
 log = logging.getLogger("pipelines.main")
 
-DEFAULT_DATA = "data/history.parquet"
 RAW_SUITE = "raw_transactions"
-
-
-class DataValidationError(RuntimeError):
-    """The generated data failed its Great Expectations suite."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,6 @@ def record_summary(run_id: str | None, result: PipelineResult, settings) -> str:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.train import DEFAULT_EXPERIMENT, use_experiment
-
     if run_id is None:
         use_experiment(DEFAULT_EXPERIMENT)
         with mlflow.start_run(run_name="main") as run:
@@ -102,8 +105,8 @@ def record_summary(run_id: str | None, result: PipelineResult, settings) -> str:
     return run_id
 
 
-def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = "hist_gradient_boosting",
-                 data: str | Path = DEFAULT_DATA, fraud_ratio: float = 0.008, seed: int = 42,
+def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = DEFAULT_MODEL_TYPE,
+                 data: str | Path = DEFAULT_DATA, fraud_ratio: float = DEFAULT_FRAUD_RATIO, seed: int = 42,
                  settings=None) -> PipelineResult:
     """Run every step; each step's failure stops the chain with its own error.
 
@@ -135,18 +138,19 @@ def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = "hist_
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(run_pipeline)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", type=whole_number, default=30)
-    parser.add_argument("--customers", type=whole_number, default=2000)
-    parser.add_argument("--model-type", default="hist_gradient_boosting")
-    parser.add_argument("--data", default=DEFAULT_DATA)
-    parser.add_argument("--fraud-ratio", type=float, default=0.008)
-    parser.add_argument("--seed", type=whole_number, default=42)
+    parser.add_argument("--days", type=whole_number, default=defaults["days"])
+    parser.add_argument("--customers", type=whole_number, default=defaults["customers"])
+    parser.add_argument("--model-type", default=defaults["model_type"])
+    parser.add_argument("--data", default=str(defaults["data"]))
+    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"])
+    parser.add_argument("--seed", type=whole_number, default=defaults["seed"])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> PipelineResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     result = run_pipeline(args.days, args.customers, args.model_type, args.data, args.fraud_ratio, args.seed)
     m = result.test_metrics

@@ -23,6 +23,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.common import (
+    DEFAULT_DATA,
+    cli_text,
+    configure_logging,
+    defaults_of,
+    log_finite_metrics,
+    parse_bool,
+    start_step_run,
+    use_experiment,
+)
 from pipelines.evaluate import EvaluationResult, Holdout, evaluate_on_holdout, load_holdout
 from pipelines.promotion_policy import (
     DEFAULT_POLICY,
@@ -32,7 +42,6 @@ from pipelines.promotion_policy import (
     PromotionPolicy,
     decide,
 )
-from pipelines.train import log_finite_metrics, parse_bool, start_step_run, use_experiment
 
 log = logging.getLogger("pipelines.promote")
 
@@ -136,7 +145,7 @@ def log_promotion_run(outcome: PromotionOutcome) -> None:
         mlflow.log_dict(outcome.summary(), "promotion/decision.json")
 
 
-def promote_version(version: str = "latest", data: str = "data/history.parquet", dry_run: bool = False,
+def promote_version(version: str = "latest", data: str = DEFAULT_DATA, dry_run: bool = False,
                     test_start=None, test_end=None, model_name: str | None = None,
                     policy: PromotionPolicy = DEFAULT_POLICY, experiment_name: str = DEFAULT_EXPERIMENT,
                     holdout: Holdout | None = None, pg_schema: str = "public", settings=None) -> PromotionOutcome:
@@ -186,19 +195,21 @@ def promote_version(version: str = "latest", data: str = "data/history.parquet",
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(promote_version)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", default="latest", help="version number or 'latest'")
-    parser.add_argument("--data", default="data/history.parquet")
-    parser.add_argument("--dry-run", default="false")
-    parser.add_argument("--test-start", default="")
-    parser.add_argument("--test-end", default="")
-    parser.add_argument("--model-name", default="", help="default: MODEL_NAME (fraud-detector)")
-    parser.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the audit_log row")
+    parser.add_argument("--version", default=defaults["version"], help="version number or 'latest'")
+    parser.add_argument("--data", default=defaults["data"])
+    parser.add_argument("--dry-run", default=cli_text(defaults["dry_run"]).lower())
+    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]))
+    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]))
+    parser.add_argument("--model-name", default=cli_text(defaults["model_name"]),
+                        help="default: MODEL_NAME (fraud-detector)")
+    parser.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the audit_log row")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> PromotionOutcome:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     version = args.version.strip()
     if version.replace(".0", "", 1).isdigit():  # MLflow may pass "3.0"

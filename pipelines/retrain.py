@@ -42,22 +42,28 @@ import numpy as np
 import pandas as pd
 
 from fraudops.contract.messages import TRANSACTION_COLUMNS
+from fraudops.errors import DataValidationError
 from monitoring.storage import connect_schema, insert_audit, read_frame
 from monitoring.windows import parse_duration
+from pipelines.common import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_TYPE,
+    cli_text,
+    configure_logging,
+    defaults_of,
+    parse_bool,
+    start_step_run,
+    use_experiment,
+)
 from pipelines.promotion_policy import DEFAULT_POLICY, PromotionPolicy
 from pipelines.splits import DEFAULT_VALIDATION_FRACTION, DEFAULT_WARMUP_DAYS, MAX_WARMUP_SHARE, TimeSplit
 
 log = logging.getLogger("pipelines.retrain")
 
-DEFAULT_EXPERIMENT = "fraud-detection"
 AUDIT_EVENT = "model_retrained"
 AUDIT_ACTOR = "pipelines.retrain"
 RAW_SUITE, FEATURE_SUITE = "raw_transactions", "feature_table"
 ORIGIN_COLUMN = "origin"  # "database" or "history"
-
-
-class DataValidationError(ValueError):
-    """The training data failed a Great Expectations suite (the message is the report)."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +294,7 @@ def train_and_gate(prepared, data: TrainingData, name: str, model_type: str, pro
     from monitoring.tracking import entry_point_experiment
     from pipelines.evaluate import Holdout
     from pipelines.promote import promote_version
-    from pipelines.train import start_step_run, train_model, use_experiment
+    from pipelines.train import train_model
 
     configure_tracking(settings)
     experiment_name = entry_point_experiment(experiment_name)  # nested runs next to `mlflow run`'s run
@@ -309,7 +315,7 @@ def train_and_gate(prepared, data: TrainingData, name: str, model_type: str, pro
 
 
 def retrain(pg_schema: str = "public", history: str = "", model_name: str | None = None,
-            model_type: str = "hist_gradient_boosting", holdout_fraction: float = 0.3, gap: str = "1h",
+            model_type: str = DEFAULT_MODEL_TYPE, holdout_fraction: float = 0.3, gap: str = "1h",
             label_maturity: str | None = "1h", db_window: str | None = "30d", promote: bool = True,
             if_drift: bool = False, drift_max_age: str = "24h", policy: PromotionPolicy = DEFAULT_POLICY,
             params: dict | None = None, experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42,
@@ -367,26 +373,29 @@ def _optional_duration(text: str | None, argument: str, none_word: str = "none")
 
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(retrain)
     p = argparse.ArgumentParser(prog="python -m pipelines.retrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pg-schema", default="public")
-    p.add_argument("--history", default="", help="labelled history Parquet/CSV to add (default: none)")
-    p.add_argument("--model-type", default="hist_gradient_boosting")
-    p.add_argument("--model-name", default="", help="default: MODEL_NAME (fraud-detector)")
-    p.add_argument("--holdout-fraction", type=float, default=0.3)
-    p.add_argument("--gap", default="1h", help="between training and holdout (30m, 1h, 2d)")
-    p.add_argument("--label-maturity", default="1h", help="unlabelled rows older than this are genuine ('none': never)")
-    p.add_argument("--db-window", default="30d", help="read PostgreSQL rows scored in this window ('all': all)")
-    p.add_argument("--promote", default="true", help="apply the gate's decision (false: report only)")
-    p.add_argument("--if-drift", default="false", help="true: only when the last drift check found drift")
-    p.add_argument("--drift-max-age", default="24h")
-    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    p.add_argument("--pg-schema", default=defaults["pg_schema"])
+    p.add_argument("--history", default=defaults["history"], help="labelled history Parquet/CSV to add (default: none)")
+    p.add_argument("--model-type", default=defaults["model_type"])
+    p.add_argument("--model-name", default=cli_text(defaults["model_name"]), help="default: MODEL_NAME (fraud-detector)")
+    p.add_argument("--holdout-fraction", type=float, default=defaults["holdout_fraction"])
+    p.add_argument("--gap", default=defaults["gap"], help="between training and holdout (30m, 1h, 2d)")
+    p.add_argument("--label-maturity", default=cli_text(defaults["label_maturity"]),
+                   help="unlabelled rows older than this are genuine ('none': never)")
+    p.add_argument("--db-window", default=cli_text(defaults["db_window"]),
+                   help="read PostgreSQL rows scored in this window ('all': all)")
+    p.add_argument("--promote", default=cli_text(defaults["promote"]).lower(),
+                   help="apply the gate's decision (false: report only)")
+    p.add_argument("--if-drift", default=cli_text(defaults["if_drift"]).lower(),
+                   help="true: only when the last drift check found drift")
+    p.add_argument("--drift-max-age", default=defaults["drift_max_age"])
+    p.add_argument("--experiment", default=defaults["experiment_name"])
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.train import parse_bool
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         result = retrain(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.common import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_TYPE,
+    cli_text,
+    configure_logging,
+    defaults_of,
+    log_finite_metrics,
+    parse_bool,
+    start_step_run,
+    use_experiment,
+    whole_number,
+)
 from pipelines.evaluation_metrics import (
     THRESHOLD_OBJECTIVE,
     choose_threshold,
@@ -41,10 +52,10 @@ from pipelines.evaluation_metrics import (
     metrics_by_scenario,
 )
 from pipelines.splits import SplitFrames, TimeSplit, derive_time_split, event_times, split_frames
+from simulator.generator import DEFAULT_FRAUD_RATIO
 
 log = logging.getLogger("pipelines.train")
 
-DEFAULT_EXPERIMENT = "fraud-detection"
 LABEL_COLUMN = "is_fraud"
 SCENARIO_COLUMN = "fraud_scenario"
 DEFAULT_HISTORY_DAYS = 30
@@ -109,7 +120,7 @@ class PreparedData:
     source: str
 
 
-def prepare_data(data: str = "", samples: int = 0, fraud_ratio: float = 0.008, seed: int = 42,
+def prepare_data(data: str = "", samples: int = 0, fraud_ratio: float = DEFAULT_FRAUD_RATIO, seed: int = 42,
                  train_end=None, test_start=None, test_end=None, gap_days: float = 2.0) -> PreparedData:
     """Load (or generate) history, compute features on all of it, then split by time.
 
@@ -218,28 +229,6 @@ def permutation_importances(pipeline, rows: pd.DataFrame, numeric: Sequence[str]
 
 
 # --- MLflow logging -----------------------------------------------------------------------------
-def use_experiment(name: str) -> None:
-    """Select the experiment, unless `mlflow run` already created the run (MLFLOW_RUN_ID is set)."""
-    import mlflow
-
-    if "MLFLOW_RUN_ID" not in os.environ:
-        mlflow.set_experiment(name)
-
-
-def start_step_run(run_name: str):
-    """Start this step's run: nested under an active run (pipelines.main, tune), else a new/`mlflow run` one."""
-    import mlflow
-
-    return mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None)
-
-
-def log_finite_metrics(metrics: Mapping[str, float]) -> None:
-    """Log the metrics that are finite numbers (MLflow rejects NaN in some stores)."""
-    import mlflow
-
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(float(v))})
-
-
 def log_scenario_metrics(prefix: str, per_scenario: Mapping[str, Mapping[str, float]]) -> None:
     """Log recall and mean score per fraud scenario."""
     import mlflow
@@ -404,8 +393,8 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
     return register_model_version(info.model_uri, model_name, tags, run_id=run_id, description=description)
 
 
-def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samples: int = 0,
-                fraud_ratio: float = 0.008, train_end=None, test_start=None, test_end=None,
+def train_model(model_type: str = DEFAULT_MODEL_TYPE, data: str = "", samples: int = 0,
+                fraud_ratio: float = DEFAULT_FRAUD_RATIO, train_end=None, test_start=None, test_end=None,
                 gap_days: float = 2.0, register: bool = True, params: Mapping[str, Any] | None = None,
                 model_name: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42,
                 feature_set: str = "all", prepared: PreparedData | None = None, settings=None) -> TrainResult:
@@ -448,41 +437,23 @@ def train_model(model_type: str = "hist_gradient_boosting", data: str = "", samp
 
 
 # --- CLI ----------------------------------------------------------------------------------------
-def parse_bool(value: str, argument: str) -> bool:
-    """'true'/'false' (any case, also 1/0/yes/no) -> bool; ValueError naming the argument."""
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "1.0"):
-        return True
-    if text in ("false", "0", "no", "0.0"):
-        return False
-    raise ValueError(f"{argument}={value!r} must be true or false")
-
-
-def whole_number(value: str) -> int:
-    """MLflow passes numbers as '30.0': parse as float, then int (argparse type)."""
-    number = float(value)
-    if not number.is_integer():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
-    return int(number)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(train_model)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-type", default="hist_gradient_boosting")
-    parser.add_argument("--data", default="", help="labelled history (Parquet/CSV); empty: simulate")
-    parser.add_argument("--samples", type=whole_number, default=0)
-    parser.add_argument("--fraud-ratio", type=float, default=0.008)
-    parser.add_argument("--train-end", default="")
-    parser.add_argument("--test-start", default="")
-    parser.add_argument("--test-end", default="")
-    parser.add_argument("--gap-days", type=float, default=2.0)
-    parser.add_argument("--register", default="true")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    parser.add_argument("--model-type", default=defaults["model_type"])
+    parser.add_argument("--data", default=defaults["data"], help="labelled history (Parquet/CSV); empty: simulate")
+    parser.add_argument("--samples", type=whole_number, default=defaults["samples"])
+    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"])
+    for name in ("train_end", "test_start", "test_end"):
+        parser.add_argument(f"--{name.replace('_', '-')}", default=cli_text(defaults[name]))
+    parser.add_argument("--gap-days", type=float, default=defaults["gap_days"])
+    parser.add_argument("--register", default=cli_text(defaults["register"]).lower())
+    parser.add_argument("--experiment", default=defaults["experiment_name"])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     result = train_model(
         model_type=args.model_type, data=args.data, samples=args.samples, fraud_ratio=args.fraud_ratio,

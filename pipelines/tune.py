@@ -25,18 +25,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.train import (
+from pipelines.common import (
+    DEFAULT_DATA,
     DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_TYPE,
+    configure_logging,
+    defaults_of,
+    start_step_run,
+    use_experiment,
+    whole_number,
+)
+from pipelines.train import (
     PreparedData,
     feature_lists,
     fit_pipeline,
     prepare_data,
     register_trained_model,
     score_rows,
-    start_step_run,
     train_in_active_run,
-    use_experiment,
-    whole_number,
 )
 
 log = logging.getLogger("pipelines.tune")
@@ -166,7 +172,7 @@ class TuneResult:
     metrics: dict[str, float]
 
 
-def tune_model(model_type: str = "hist_gradient_boosting", data: str = "data/history.parquet", max_evals: int = 12,
+def tune_model(model_type: str = DEFAULT_MODEL_TYPE, data: str = DEFAULT_DATA, max_evals: int = 12,
                parallelism: int = 1, register: bool = True, model_name: str | None = None,
                experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42, prepared: PreparedData | None = None,
                settings=None) -> TuneResult:
@@ -215,17 +221,18 @@ def tune_model(model_type: str = "hist_gradient_boosting", data: str = "data/his
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = defaults_of(tune_model)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-type", default="hist_gradient_boosting")
-    parser.add_argument("--data", default="data/history.parquet", help="labelled history; empty: simulate")
-    parser.add_argument("--max-evals", type=whole_number, default=12)
-    parser.add_argument("--parallelism", type=whole_number, default=1)
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    parser.add_argument("--model-type", default=defaults["model_type"])
+    parser.add_argument("--data", default=defaults["data"], help="labelled history; empty: simulate")
+    parser.add_argument("--max-evals", type=whole_number, default=defaults["max_evals"])
+    parser.add_argument("--parallelism", type=whole_number, default=defaults["parallelism"])
+    parser.add_argument("--experiment", default=defaults["experiment_name"])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> TuneResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     result = tune_model(args.model_type, args.data, args.max_evals, args.parallelism, experiment_name=args.experiment)
     print(f"run {result.run_id}  best params {result.best_params}  validation AP {result.best_val_average_precision:.4f}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,9 +23,9 @@ import pandas as pd
 
 from expectations.runner import ValidationOutcome, validate_dataframe
 from expectations.suites import SUITE_BUILDERS
+from pipelines.common import DEFAULT_DATA, DEFAULT_EXPERIMENT, configure_logging, use_experiment
 
 log = logging.getLogger("pipelines.validate")
-EXPERIMENT = "fraud-detection"
 
 
 def load_table(data: str | Path) -> pd.DataFrame:
@@ -55,8 +54,7 @@ def log_validation(data: str | Path, outcome: ValidationOutcome) -> str:
     from fraudops.modeling.registry import configure_tracking
 
     configure_tracking()
-    if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` already chose the experiment and run
-        mlflow.set_experiment(EXPERIMENT)
+    use_experiment(DEFAULT_EXPERIMENT)
     with mlflow.start_run(run_name=f"validate-{outcome.suite_name}") as run:
         mlflow.log_params({"data": str(data), "suite": outcome.suite_name})
         mlflow.log_metrics({
@@ -73,16 +71,20 @@ def log_validation(data: str | Path, outcome: ValidationOutcome) -> str:
         return run.info.run_id
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.validate", description="validate a dataset with a GE suite")
-    p.add_argument("--data", required=True, help="Parquet or CSV file")
+    p.add_argument("--data", default=DEFAULT_DATA, help="Parquet or CSV file")
     p.add_argument("--suite", default="raw_transactions", choices=sorted(SUITE_BUILDERS))
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     try:
         outcome = validate(args.data, args.suite)

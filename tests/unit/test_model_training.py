@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.common import parse_bool, whole_number
 from pipelines.evaluate import EvaluationResult, build_holdout, build_report, report_markdown
 from pipelines.train import (
     check_labels,
     feature_lists,
     load_history,
     missing_optional_feature_values,
-    parse_bool,
-    whole_number,
     with_missing_optional_fields,
 )
 from pipelines.tune import estimator_params, search_space
