@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fraudops.settings import Settings, load_settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "contract" / "migrations"
 
 
 def connect(settings: Settings, timeout: int = 5, **kwargs):
