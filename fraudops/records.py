@@ -4,11 +4,12 @@ metric or an audit row can share a transaction with other writes."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fraudops.jsonutil import strict_dumps
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def finite_or_none(value) -> float | None:
 
 def insert_metric_rows(conn, source: str, rows: Iterable[MetricRow]) -> int:
     """Insert monitoring_metrics rows of ``source`` (one timestamp: the transaction's now())."""
-    values = [(source, r.name, finite_or_none(r.value), json.dumps(dict(r.labels), sort_keys=True, default=str))
+    values = [(source, r.name, finite_or_none(r.value), strict_dumps(dict(r.labels), sort_keys=True))
               for r in rows]
     if not values:
         return 0
@@ -47,6 +48,6 @@ def insert_audit(conn, event_type: str, actor: str, details: Mapping[str, Any]) 
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO audit_log (event_type, actor, details) VALUES (%s, %s, %s) RETURNING audit_id",
-            (event_type, actor, json.dumps(dict(details), sort_keys=True, default=str)),
+            (event_type, actor, strict_dumps(dict(details), sort_keys=True)),
         )
         return int(cur.fetchone()[0])
