@@ -58,6 +58,7 @@ class Settings:
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     model_name: str = "fraud-detector"
     model_uri: str = "models:/fraud-detector/Production"
+    portal_port: int = 8050  # the analyst portal (portal/, 127.0.0.1 only)
     state_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".stack")
 
     @property
@@ -89,6 +90,7 @@ _VARS = {
     "MLFLOW_TRACKING_URI": ("mlflow_tracking_uri", str),
     "MODEL_NAME": ("model_name", str),
     "MODEL_URI": ("model_uri", str),
+    "PORTAL_PORT": ("portal_port", int),
 }
 
 
