@@ -176,8 +176,8 @@ def _card_spree(rng, term, card, t0, g_scale, days, testing):
     terms = rng.choice(pool if len(pool) else resalable, size=n)
     atm = np.flatnonzero(term["category"] == _CAT["atm"])
     terms = np.where(rng.random(n) < 0.2, rng.choice(atm, size=n), terms)
-    hour_shift = np.where(rng.random(n) < 0.35, rng.uniform(0, 5, size=n) * 3_600 - np.mod(tt, _DAY_S), 0.0)
-    tt = tt + hour_shift  # some moved to the small hours of their day
+    night = (np.floor(tt / _DAY_S) + 1) * _DAY_S + rng.uniform(0, 5, size=n) * 3_600
+    tt = np.where(rng.random(n) < 0.35, night, tt)  # some moved to the small hours of the next day
     amounts = np.round(np.maximum(_CAT_AMOUNT[term["category"][terms]], 60.0 * g_scale) * rng.lognormal(0.5, 0.55, size=n), 2)
     for rows, values in zip((card_rows, t_rows, term_rows, amt_rows, pat_rows),
                             (np.full(n, card), tt, terms, amounts, np.full(n, 2 if testing is None else 3)), strict=True):
