@@ -87,8 +87,42 @@ def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
         app.include_router(module.router)
     _install_error_pages(app)
 
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+class UnexpectedErrors:
+    """Pure ASGI middleware: any unhandled error becomes a 500 page naming a reference, never a trace.
+
+    (A handler for Exception would run in Starlette's outermost middleware, which re-raises and
+    makes the server drop the connection.)
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # logged with its trace; the browser gets a reference
+            reference = uuid.uuid4().hex[:12]
+            log.error("error %s on %s %s", reference, scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:
+                raise
+            request = Request(scope, receive)
+            response = _error(request, 500, f"internal error (reference {reference}); the details are in the "
+                                            "portal's log")
+            await response(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -155,8 +189,3 @@ def _install_error_pages(app: FastAPI) -> None:
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return _error(request, 503, "the portal is busy; try again shortly")
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        reference = uuid.uuid4().hex[:12]
-        log.exception("error %s on %s %s", reference, request.method, request.url.path, exc_info=exc)
-        return _error(request, 500, f"internal error (reference {reference}); the details are in the portal's log")

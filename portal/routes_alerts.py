@@ -52,7 +52,8 @@ def _queue(request: Request, filters: AlertFilters) -> dict:
 
 
 @router.get("/")
-def home() -> Response:
+def home(request: Request) -> Response:
+    session_of(request)
     return RedirectResponse("/alerts", status_code=303)
 
 

@@ -1,0 +1,387 @@
+"""The analyst portal over HTTP, against a real portal process and PostgreSQL: authentication on
+every route, CSRF, roles, bad input (400/404 with a message, never 500), the login rate limit,
+idempotent reviews writing the label, the alert and the audit row, strict JSON, the live stream.
+
+One portal process per module, on its own PostgreSQL schema; each test uses its own alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from fraudops.db import apply_migrations
+from tests import portal_support as support
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+ANALYST, VIEWER = ("alice", "alice-password-1"), ("victor", "victor-password-1")
+PROTECTED_GETS = ["/", "/alerts", "/alerts/TXN_ANY", "/api/alerts", "/api/alerts/TXN_ANY", "/alerts/stream",
+                  "/dashboard", "/dashboard/panel", "/api/dashboard", "/models"]
+
+
+@pytest.fixture(scope="module")
+def schema(settings):
+    from fraudops.db import connect
+
+    name = f"s_portal_{uuid.uuid4().hex[:8]}"
+    conn = connect(settings)
+    apply_migrations(conn, name)
+    yield name
+    conn.rollback()
+    with conn, conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def portal(schema, tmp_path_factory):
+    for (name, password), role in ((ANALYST, "analyst"), (VIEWER, "viewer")):
+        done = support.add_user(schema, name, role, password)
+        assert done.returncode == 0, done.stderr
+    process = support.start_portal(schema, tmp_path_factory.mktemp("portal") / "portal.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(portal):
+    with httpx.Client(base_url=portal.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def analyst(client):
+    assert support.login(client, *ANALYST).status_code == 303
+    return client
+
+
+@pytest.fixture
+def viewer(portal):
+    with httpx.Client(base_url=portal.base_url, timeout=30) as c:
+        assert support.login(c, *VIEWER).status_code == 303
+        yield c
+
+
+def new_alert(pg_conn, schema, **kwargs) -> str:
+    tid = f"TXN_{uuid.uuid4().hex[:12]}"
+    support.insert_alert(pg_conn, schema, tid, **kwargs)
+    return tid
+
+
+def fetch_one(pg_conn, sql, params=()):
+    with pg_conn.cursor() as cur:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+    pg_conn.rollback()
+    return row
+
+
+def review_form(client, tid):
+    page = client.get(f"/alerts/{tid}")
+    assert page.status_code == 200, page.text
+    return {"csrf_token": support.csrf_token(page.text), "state": support.review_state(page.text)}
+
+
+def strict_json(response):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(response.text, parse_constant=refuse)
+
+
+# ---------------------------------------------------------------- authentication
+
+def test_login_page_and_healthz_need_no_session(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/login").status_code == 200
+
+
+@pytest.mark.parametrize("path", PROTECTED_GETS)
+def test_every_other_page_requires_a_session(client, path):
+    page = client.get(path, headers={"Accept": "text/html"})
+    if path.startswith("/api/") or path == "/alerts/stream":
+        assert page.status_code == 401 and strict_json(page)["error"]
+    else:
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+    forged = client.get(path, cookies={"portal_session": "forged-token"}, headers={"Accept": "application/json"})
+    assert forged.status_code == 401
+
+
+def test_posts_require_a_session(client):
+    assert client.post("/alerts/TXN_ANY/review", data={"decision": "confirmed"}).status_code == 401
+    assert client.post("/logout", data={}).status_code == 401
+
+
+def test_session_cookie_is_httponly_samesite_and_expires(client, pg_conn, schema):
+    response = support.login(client, *ANALYST)
+    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("portal_session="))
+    flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert {"httponly", "max-age", "expires", "path"} <= flags and "samesite=strict" in cookie.lower()
+    assert client.get("/alerts").status_code == 200
+    with pg_conn, pg_conn.cursor() as cur:  # the server-side session expires: the cookie is then worthless
+        cur.execute(f'UPDATE "{schema}".portal_sessions SET expires_at = now() - interval \'1 second\' '
+                    "WHERE user_name = %s", (ANALYST[0],))
+    assert client.get("/alerts").status_code == 303
+
+
+def test_logout_ends_the_session(analyst):
+    page = analyst.get("/alerts")
+    assert analyst.post("/logout", data={"csrf_token": support.csrf_token(page.text)}).status_code == 303
+    assert analyst.get("/alerts").status_code == 303
+
+
+def test_wrong_password_is_refused_without_saying_which_part(client):
+    for name, password in ((ANALYST[0], "wrong-password-1"), ("nobody-here", "whatever-pass-1")):
+        page = support.login(client, name, password)
+        assert page.status_code == 401 and "Wrong user name or password" in page.text
+
+
+def test_ten_wrong_passwords_throttle_the_login(portal, pg_conn, schema):
+    name, password = f"eve{uuid.uuid4().hex[:6]}", "eve-password-123"
+    assert support.add_user(schema, name, "analyst", password).returncode == 0
+    with httpx.Client(base_url=portal.base_url, timeout=30) as c:
+        statuses = [support.login(c, name, f"wrong-{i}-password").status_code for i in range(10)]
+        assert statuses == [401] * 10
+        throttled = support.login(c, name, password)  # even the right password, now
+        assert throttled.status_code == 429 and "Too many failed logins" in throttled.text
+        assert int(throttled.headers["retry-after"]) > 0
+    with httpx.Client(base_url=portal.base_url, timeout=30) as other:  # other users still log in
+        assert support.login(other, *VIEWER).status_code == 303
+    assert fetch_one(pg_conn, f'SELECT count(*) FROM "{schema}".portal_login_attempts WHERE user_name = %s '
+                              "AND NOT succeeded", (name,))[0] == 11
+
+
+def test_the_cli_takes_the_password_from_stdin_never_as_an_argument(schema):
+    import subprocess
+    import sys
+
+    refused = subprocess.run([sys.executable, "-m", "portal", "add-user", "mallory", "--role", "viewer",
+                              "--password", "mallory-password-1", "--pg-schema", schema],
+                             cwd=support.ROOT, capture_output=True, text=True, input="", timeout=60)
+    assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
+    short = support.add_user(schema, "mallory", "viewer", "short")
+    assert short.returncode == 2 and "at least" in short.stderr
+    bad_role = subprocess.run([sys.executable, "-m", "portal", "add-user", "mallory", "--role", "admin"],
+                              cwd=support.ROOT, capture_output=True, text=True, input="x" * 12, timeout=60)
+    assert bad_role.returncode == 2
+
+
+def test_passwords_are_stored_as_argon2_hashes(pg_conn, schema):
+    stored = fetch_one(pg_conn, f'SELECT password_hash FROM "{schema}".portal_users WHERE name = %s', (ANALYST[0],))[0]
+    assert stored.startswith("$argon2id$") and ANALYST[1] not in stored
+
+
+# ---------------------------------------------------------------- CSRF and roles
+
+def test_login_form_needs_its_csrf_token(client):
+    client.get("/login")
+    refused = client.post("/login", data={"name": ANALYST[0], "password": ANALYST[1], "csrf_token": "forged"})
+    assert refused.status_code == 403 and "portal_session" not in refused.headers.get("set-cookie", "")
+
+
+def test_review_needs_the_sessions_csrf_token(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    form = review_form(analyst, tid)
+    for token in (None, "forged", form["csrf_token"][:-1]):
+        data = {"state": form["state"], "decision": "confirmed", **({"csrf_token": token} if token else {})}
+        refused = analyst.post(f"/alerts/{tid}/review", data=data)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    assert fetch_one(pg_conn, f'SELECT alert_status FROM "{schema}".fraud_alerts WHERE transaction_id = %s',
+                     (tid,))[0] == "pending"
+
+
+def test_viewer_can_read_but_review_is_forbidden(viewer, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    page = viewer.get(f"/alerts/{tid}")
+    assert page.status_code == 200 and 'id="review-form"' not in page.text
+    token = support.csrf_token(page.text)
+    refused = viewer.post(f"/alerts/{tid}/review", data={"csrf_token": token, "state": "pending|",
+                                                         "decision": "confirmed"})
+    assert refused.status_code == 403 and "viewer" in refused.text
+    assert fetch_one(pg_conn, f'SELECT count(*) FROM "{schema}".labels WHERE transaction_id = %s', (tid,))[0] == 0
+    for path in ("/dashboard", "/models", "/api/dashboard"):
+        assert viewer.get(path).status_code == 200
+
+
+# ---------------------------------------------------------------- reviews
+
+def test_confirm_writes_label_alert_and_audit_once(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    form = review_form(analyst, tid)
+    data = {**form, "decision": "confirmed", "note": "card reported stolen"}
+    first = analyst.post(f"/alerts/{tid}/review", data=data)
+    second = analyst.post(f"/alerts/{tid}/review", data=data)  # the double click
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"].endswith("result=recorded") and second.headers["location"].endswith("result=already")
+    status, by, at, notes = fetch_one(pg_conn, f'SELECT alert_status, reviewed_by, reviewed_at, notes FROM "{schema}"'
+                                               ".fraud_alerts WHERE transaction_id = %s", (tid,))
+    assert (status, by, notes) == ("confirmed", ANALYST[0], "card reported stolen") and at is not None
+    assert fetch_one(pg_conn, f'SELECT is_fraud, source FROM "{schema}".labels WHERE transaction_id = %s',
+                     (tid,)) == (True, "analyst")
+    audits = fetch_one(pg_conn, f'SELECT count(*), min(actor), min(details->>\'status\') FROM "{schema}".audit_log '
+                                "WHERE event_type = 'alert_reviewed' AND details->>'transaction_id' = %s", (tid,))
+    assert audits == (1, ANALYST[0], "confirmed")
+    page = analyst.get(f"/alerts/{tid}")
+    assert "card reported stolen" in page.text and 'id="alert-status">confirmed' in page.text
+
+
+def test_concurrent_double_submission_is_one_review(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    data = {**review_form(analyst, tid), "decision": "false_positive"}
+    cookies = dict(analyst.cookies)
+    results = []
+
+    def post():
+        with httpx.Client(base_url=str(analyst.base_url), cookies=cookies, timeout=30) as c:
+            results.append(c.post(f"/alerts/{tid}/review", data=data).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [303] * 4
+    assert fetch_one(pg_conn, f'SELECT count(*) FROM "{schema}".audit_log WHERE details->>\'transaction_id\' = %s',
+                     (tid,))[0] == 1
+    assert fetch_one(pg_conn, f'SELECT is_fraud FROM "{schema}".labels WHERE transaction_id = %s', (tid,)) == (False,)
+
+
+def test_escalation_sets_the_status_without_a_label_and_a_stale_form_conflicts(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    form = review_form(analyst, tid)
+    assert analyst.post(f"/alerts/{tid}/review", data={**form, "decision": "escalated", "note": "ask the bank"}
+                        ).status_code == 303
+    assert fetch_one(pg_conn, f'SELECT alert_status FROM "{schema}".fraud_alerts WHERE transaction_id = %s',
+                     (tid,)) == ("escalated",)
+    assert fetch_one(pg_conn, f'SELECT count(*) FROM "{schema}".labels WHERE transaction_id = %s', (tid,)) == (0,)
+    stale = analyst.post(f"/alerts/{tid}/review", data={**form, "decision": "confirmed"})
+    assert stale.status_code == 409 and "changed meanwhile" in stale.text
+    fresh = analyst.post(f"/alerts/{tid}/review", data={**review_form(analyst, tid), "decision": "confirmed"})
+    assert fresh.status_code == 303
+    assert fetch_one(pg_conn, f'SELECT is_fraud FROM "{schema}".labels WHERE transaction_id = %s', (tid,)) == (True,)
+
+
+# ---------------------------------------------------------------- bad input: 400 / 404 with a message
+
+@pytest.mark.parametrize("query, fragment", [
+    ("status=bogus", "status="), ("min_score=abc", "min_score="), ("max_score=1.5", "max_score="),
+    ("min_score=0.9&max_score=0.1", "min_score must not exceed"), ("country=USA", "country="),
+    ("country=%27%3B--", "country="), ("since=yesterday", "since="), ("since=2026-01-02&until=2026-01-01", "since"),
+    ("before=garbage", "before="), ("limit=0", "limit="), ("limit=100000", "limit="),
+    ("model_version=%3Cscript%3E", "model_version="), ("min_score=nan", "min_score="),
+])
+def test_malformed_filters_answer_400_with_a_message(analyst, query, fragment):
+    for path in ("/alerts", "/api/alerts"):
+        page = analyst.get(f"{path}?{query}")
+        assert page.status_code == 400, (path, query, page.status_code)
+        assert fragment in (strict_json(page)["error"] if path.startswith("/api") else page.text)
+    assert "<script>" not in analyst.get("/alerts?model_version=%3Cscript%3E").text
+
+
+def test_unknown_alerts_answer_404_with_a_message(analyst, pg_conn, schema):
+    known = new_alert(pg_conn, schema)
+    token = support.csrf_token(analyst.get("/alerts").text)
+    for tid in ("TXN_DOES_NOT_EXIST", "x" * 500, "%27%20OR%201%3D1"):
+        page = analyst.get(f"/alerts/{tid}")
+        assert page.status_code == 404 and "no fraud alert" in page.text
+        assert analyst.get(f"/api/alerts/{tid}").status_code == 404
+        review = analyst.post(f"/alerts/{tid}/review", data={"csrf_token": token, "state": "pending|",
+                                                             "decision": "confirmed"})
+        assert review.status_code == 404
+    assert analyst.get("/no/such/page").status_code == 404
+    form = review_form(analyst, known)
+    for bad in ({"decision": "delete"}, {"decision": ""}, {"decision": "confirmed", "note": "n" * 2500}):
+        page = analyst.post(f"/alerts/{known}/review", data={**form, **bad})
+        assert page.status_code == 400 and ("decision=" in page.text or "note" in page.text)
+
+
+def test_a_server_error_shows_no_stack_trace(analyst, pg_conn, schema):
+    with pg_conn, pg_conn.cursor() as cur:
+        cur.execute(f'ALTER TABLE "{schema}".monitoring_metrics RENAME TO monitoring_metrics_away')
+    try:
+        page = analyst.get("/dashboard")
+        data = analyst.get("/api/dashboard")
+    finally:
+        with pg_conn, pg_conn.cursor() as cur:
+            cur.execute(f'ALTER TABLE "{schema}".monitoring_metrics_away RENAME TO monitoring_metrics')
+    assert page.status_code == data.status_code == 500
+    for text in (page.text, data.text):
+        assert "reference" in text
+        assert not any(leak in text for leak in ("Traceback", "File \"", "psycopg2", "monitoring_metrics", "SELECT"))
+    assert analyst.get("/dashboard").status_code == 200
+
+
+# ---------------------------------------------------------------- pages, paging, JSON, live
+
+def test_queue_filters_and_keyset_paging(analyst, pg_conn, schema):
+    country = "NZ"  # this test's own alerts only
+    ids = [new_alert(pg_conn, schema, country=country, score=0.6 + i / 100, detection_offset_seconds=i)
+           for i in range(7)]
+    seen, url = [], f"/api/alerts?country={country}&limit=3"
+    while url:
+        page = strict_json(analyst.get(url))
+        seen += [a["transaction_id"] for a in page["alerts"]]
+        url = page["older"]
+    assert seen == list(reversed(ids))  # newest first, every alert once
+    high = strict_json(analyst.get(f"/api/alerts?country={country}&min_score=0.64"))["alerts"]
+    assert {a["transaction_id"] for a in high} == set(ids[4:])
+    html = analyst.get(f"/alerts?country={country}&limit=3")
+    assert html.status_code == 200 and 'id="older"' in html.text and ids[-1] in html.text
+
+
+def test_json_is_strict_even_with_nan_scores(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema, country="IS")
+    with pg_conn, pg_conn.cursor() as cur:
+        cur.execute(f"UPDATE \"{schema}\".fraud_alerts SET fraud_score = 'NaN' WHERE transaction_id = %s", (tid,))
+    alerts = strict_json(analyst.get("/api/alerts?country=IS"))["alerts"]
+    assert [a["fraud_score"] for a in alerts if a["transaction_id"] == tid] == [None]
+    assert strict_json(analyst.get(f"/api/alerts/{tid}"))["alert"]["fraud_score"] is None
+    dashboard = strict_json(analyst.get("/api/dashboard"))
+    assert {"throughput_per_second", "alert_rate", "latency", "precision_of_reviewed", "services"} <= set(dashboard)
+
+
+def test_pages_render_with_security_headers(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    for path in ("/alerts", f"/alerts/{tid}", "/dashboard", "/dashboard/panel", "/models"):
+        page = analyst.get(path)
+        assert page.status_code == 200, path
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff" and page.headers["cache-control"] == "no-store"
+    assert "no reasons recorded" in analyst.get(f"/alerts/{tid}").text
+
+
+def test_alert_reasons_are_shown(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema)
+    reasons = [{"name": "amount_ratio_user_30d", "value": 12.5, "contribution": 0.31}]
+    with pg_conn, pg_conn.cursor() as cur:
+        cur.execute(f'UPDATE "{schema}".fraud_alerts SET reasons = %s WHERE transaction_id = %s',
+                    (json.dumps(reasons), tid))
+    page = analyst.get(f"/alerts/{tid}")
+    assert "amount_ratio_user_30d" in page.text and "no reasons recorded" not in page.text
+
+
+def test_new_alerts_are_pushed_to_the_live_stream(analyst, pg_conn, schema):
+    received: list[dict] = []
+    opened = threading.Event()
+
+    def listen():
+        with analyst.stream("GET", "/alerts/stream?country=LU", timeout=60) as stream:
+            opened.set()
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    received.append(json.loads(line[5:]))
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert opened.wait(30)
+    new_alert(pg_conn, schema, country="FR")  # filtered out
+    tid = new_alert(pg_conn, schema, country="LU")
+    thread.join(30)
+    assert [r["transaction_id"] for r in received] == [tid] and tid in received[0]["html"]
