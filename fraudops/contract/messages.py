@@ -96,7 +96,7 @@ class FieldSpec:
 FIELD_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("transaction_id", "string", True, description="unique id of the transaction"),
     FieldSpec("user_id", "string", True, description="card holder / customer id (Kafka key)"),
-    FieldSpec("amount", "amount", True, description=f"number, finite, > 0 and <= {MAX_AMOUNT:,.0f}"),
+    FieldSpec("amount", "amount", True, description=f"number, finite, >= 0 and <= {MAX_AMOUNT:,.0f}"),
     FieldSpec("currency", "string", True, frozenset(CURRENCIES), "ISO 4217 code"),
     FieldSpec("merchant", "string", True, description="merchant name as sent"),
     FieldSpec("merchant_id", "string", False, description="stable merchant id"),
@@ -130,7 +130,8 @@ REJECTION_CODES: dict[str, str] = {
     "empty_field": "a string field is empty or only whitespace",
     "oversized_field": f"a string field is longer than {MAX_STRING_LENGTH} characters",
     "non_finite": "amount is NaN or +/-Infinity",
-    "non_positive": "amount is zero or negative",
+    "negative": "amount is below zero (zero-amount card verifications are valid)",
+    "duplicate_key": "a JSON object has the same key twice (two parsers could read two values)",
     "absurd_value": f"amount is above {MAX_AMOUNT:,.0f}",
     "unknown_currency": "currency is not an ISO 4217 code",
     "unknown_country": "country is not an ISO 3166-1 alpha-2 code",
@@ -179,8 +180,8 @@ def _check_amount(spec: FieldSpec, value: Any) -> float:
         raise _Reject(f"absurd_value:{spec.name}") from None
     if not math.isfinite(number):
         raise _Reject(f"non_finite:{spec.name}")
-    if number <= 0.0:
-        raise _Reject(f"non_positive:{spec.name}")
+    if number < 0.0:
+        raise _Reject(f"negative:{spec.name}")
     if number > MAX_AMOUNT:
         raise _Reject(f"absurd_value:{spec.name}")
     return number
@@ -289,11 +290,41 @@ def validate_message(raw: bytes | str | None, now: datetime | None = None) -> tu
         return None, "wrong_type:message"
     if not text.strip():
         return None, "empty_message"
+    obj, reason = loads_strict(text)
+    if reason is not None:
+        return None, reason
+    return validate_record(obj, now)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def loads_strict(text: str) -> tuple[Any, str | None]:
+    """``json.loads`` that refuses duplicate keys in any object, nested ones included.
+
+    Returns:
+        ``(value, None)``, or ``(None, "not_json")``, or ``(None, "duplicate_key:<name>")``
+        (the name cut to 32 characters, unstorable characters replaced): two parsers must never
+        read two different values from one message (``{"amount": 10, "amount": 99999}``).
+    """
     try:
-        obj = json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys), None
+    except _DuplicateKey as exc:
+        return None, "duplicate_key:" + _UNSTORABLE.sub("?", exc.key[:32])
     except (ValueError, RecursionError):  # JSONDecodeError, int digit limit, deep nesting
         return None, "not_json"
-    return validate_record(obj, now)
 
 
 def validate_messages_frame(values: Iterable[bytes | str | None], now: datetime | None = None):
@@ -389,6 +420,57 @@ def serialize_label(label: Mapping[str, Any]) -> bytes:
         },
         separators=(",", ":"),
     ).encode("utf-8")
+
+
+LABEL_COLUMNS: list[str] = ["transaction_id", "is_fraud", "source", "labeled_at"]
+DEFAULT_LABEL_SOURCE = "chargeback"
+
+
+def validate_label_message(raw: bytes | str | None, now: datetime | None = None) -> tuple[dict | None, str | None]:
+    """Validate one label message (topic transaction-labels) against the label contract.
+
+    The same JSON rules as transactions (strict UTF-8 JSON object, duplicate keys rejected with
+    ``duplicate_key:<name>``); then transaction_id a non-empty string (<= 128 characters),
+    is_fraud a boolean or 0/1, source one of fraudops.contract.tables.LABEL_SOURCES (default
+    "chargeback"), labeled_at ISO-8601 (naive means UTC; default ``now``).
+
+    Returns:
+        ``({"transaction_id", "is_fraud": bool, "source", "labeled_at": pandas UTC Timestamp}, None)``
+        or ``(None, reason)`` with reason ``duplicate_key:<name>`` or ``label:<code>`` (not_json,
+        not_an_object, bad_transaction_id, bad_is_fraud, bad_source:<value>,
+        unparseable_labeled_at). Never raises.
+    """
+    import pandas as pd
+
+    from fraudops.contract.tables import LABEL_SOURCES
+
+    try:
+        text = bytes(raw).decode("utf-8") if isinstance(raw, bytes | bytearray | memoryview) else raw
+    except UnicodeDecodeError:
+        return None, "label:not_json"
+    if not isinstance(text, str) or len(text) > MAX_MESSAGE_BYTES:
+        return None, "label:not_json"
+    obj, reason = loads_strict(text)
+    if reason is not None:
+        return None, reason if reason.startswith("duplicate_key:") else f"label:{reason}"
+    if not isinstance(obj, dict):
+        return None, "label:not_an_object"
+    tid, is_fraud = obj.get("transaction_id"), obj.get("is_fraud")
+    source = obj.get("source", DEFAULT_LABEL_SOURCE)
+    if not isinstance(tid, str) or not tid or len(tid) > 128:
+        return None, "label:bad_transaction_id"
+    if not isinstance(is_fraud, bool) and (not isinstance(is_fraud, int | float) or is_fraud not in (0, 1)):
+        return None, "label:bad_is_fraud"
+    if not isinstance(source, str) or source not in LABEL_SOURCES:
+        return None, f"label:bad_source:{_UNSTORABLE.sub('?', str(source)[:32])}"
+    try:
+        labeled_at = pd.Timestamp(obj.get("labeled_at") or now or datetime.now(UTC))
+        labeled_at = labeled_at.tz_localize("UTC") if labeled_at.tzinfo is None else labeled_at.tz_convert("UTC")
+    except (TypeError, ValueError, OverflowError):
+        return None, "label:unparseable_labeled_at"
+    if pd.isna(labeled_at):
+        return None, "label:unparseable_labeled_at"
+    return {"transaction_id": tid, "is_fraud": bool(is_fraud), "source": source, "labeled_at": labeled_at}, None
 
 
 # --- Spark ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ POISON = [
                  "transaction_type": "purchase"}).encode(), "missing_field:amount"),
     (json.dumps({"transaction_id": "TXN_P2", "user_id": "USER_1", "amount": -5, "currency": "USD",
                  "merchant": "m", "transaction_time": "2025-01-02T10:00:00", "country": "US",
-                 "transaction_type": "purchase"}).encode(), "non_positive:amount"),
+                 "transaction_type": "purchase"}).encode(), "negative:amount"),
     (b'{"transaction_id": "TXN_P3", "user_id": "USER_1", "amount": NaN, "currency": "USD", "merchant": "m", '
      b'"transaction_time": "2025-01-02T10:00:00", "country": "US", "transaction_type": "purchase"}', None),
 ]

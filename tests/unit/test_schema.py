@@ -25,6 +25,7 @@ from fraudops.contract.messages import (
     serialize_message,
     spark_message_schema,
     spark_validated_schema,
+    validate_label_message,
     validate_message,
     validate_messages_frame,
     validate_record,
@@ -140,8 +141,8 @@ BAD_CASES = [
     pytest.param(raw(valid_message(amount=math.nan)), "non_finite:amount", id="nan"),
     pytest.param(raw(valid_message(amount=math.inf)), "non_finite:amount", id="infinity"),
     pytest.param(raw(valid_message(amount=-math.inf)), "non_finite:amount", id="minus-infinity"),
-    pytest.param(raw(valid_message(amount=0)), "non_positive:amount", id="zero-amount"),
-    pytest.param(raw(valid_message(amount=-12.5)), "non_positive:amount", id="negative-amount"),
+    pytest.param(raw(valid_message(amount=-12.5)), "negative:amount", id="negative-amount"),
+    pytest.param(raw(valid_message(amount=-0.01)), "negative:amount", id="slightly-negative-amount"),
     pytest.param(raw(valid_message(amount=5e7)), "absurd_value:amount", id="absurd-amount"),
     pytest.param(raw(valid_message(amount="52.47")), "wrong_type:amount", id="amount-as-string"),
     pytest.param(raw(valid_message(amount=True)), "wrong_type:amount", id="amount-as-bool"),
@@ -220,7 +221,7 @@ def test_frame_validation_keeps_order_and_reasons():
     values = [raw(valid_message()), b"nope", None, raw(valid_message(amount=-1))]
     frame = validate_messages_frame(values, now=NOW)
     assert list(frame.columns) == [*TRANSACTION_COLUMNS, REJECT_REASON_COLUMN]
-    assert frame[REJECT_REASON_COLUMN].tolist() == [None, "not_json", "empty_message", "non_positive:amount"]
+    assert frame[REJECT_REASON_COLUMN].tolist() == [None, "not_json", "empty_message", "negative:amount"]
     assert str(frame["transaction_time"].dtype) == "datetime64[us, UTC]"
     assert frame.loc[0, "amount"] == 52.47 and frame.loc[1, "transaction_id"] is None
 
@@ -269,3 +270,65 @@ def test_validator_never_raises_when_one_field_of_a_valid_message_changes(name, 
     record, _ = result
     if record is not None:  # whatever is accepted is serializable and accepted again
         assert validate_message(serialize_message(record), now=NOW) == (record, None)
+
+
+# --- zero amounts, duplicate keys, labels (issue 13) -------------------------------------------
+def test_zero_amount_verifications_are_valid_transactions():
+    record, reason = validate_message(raw(valid_message(amount=0)), now=NOW)
+    assert reason is None and record["amount"] == 0.0
+    record, reason = validate_message(raw(valid_message(amount=-0.0)), now=NOW)
+    assert reason is None and record["amount"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param(b'{"transaction_id": "T1", "amount": 10, "amount": 99999}', "duplicate_key:amount", id="top-level"),
+        pytest.param(b'{"a": {"k": 1, "k": 2}, "transaction_id": "T1"}', "duplicate_key:k", id="nested-object"),
+        pytest.param(b'{"a": [{"x": 1}, {"y": 1, "y": 1}]}', "duplicate_key:y", id="object-in-array-same-value"),
+        pytest.param(b'{"amount": 1, "\\u0061mount": 2}', "duplicate_key:amount", id="escaped-spelling"),
+    ],
+)
+def test_a_duplicate_key_anywhere_rejects_the_message(payload, reason):
+    assert validate_message(payload, now=NOW) == (None, reason)
+
+
+def test_duplicate_key_of_a_whole_valid_message_is_named():
+    text = raw(valid_message()).decode()
+    doubled = text[:-1] + ', "currency": "EUR"}'
+    assert validate_message(doubled, now=NOW) == (None, "duplicate_key:currency")
+    frame = validate_messages_frame([doubled.encode()], now=NOW)
+    assert frame[REJECT_REASON_COLUMN].tolist() == ["duplicate_key:currency"]
+    assert "duplicate_key" in REJECTION_CODES and "negative" in REJECTION_CODES
+
+
+def test_label_messages_share_the_duplicate_key_rule_and_their_checks():
+    good = serialize_label({"transaction_id": "TXN_1", "is_fraud": 1, "source": "chargeback",
+                            "labeled_at": datetime(2025, 1, 2, tzinfo=UTC)})
+    label, reason = validate_label_message(good)
+    assert reason is None
+    assert label == {"transaction_id": "TXN_1", "is_fraud": True, "source": "chargeback",
+                     "labeled_at": datetime(2025, 1, 2, tzinfo=UTC)}
+    naive, _ = validate_label_message(b'{"transaction_id": "T", "is_fraud": false, "labeled_at": "2025-01-02T03:00:00"}')
+    assert naive["labeled_at"] == datetime(2025, 1, 2, 3, tzinfo=UTC) and naive["source"] == "chargeback"
+    cases = {
+        b'{"transaction_id": "T", "is_fraud": 0, "is_fraud": 1}': "duplicate_key:is_fraud",
+        b"nope": "label:not_json",
+        b"\xff": "label:not_json",
+        None: "label:not_json",
+        b"[1]": "label:not_an_object",
+        b'{"transaction_id": "", "is_fraud": 1}': "label:bad_transaction_id",
+        b'{"transaction_id": "T", "is_fraud": 2}': "label:bad_is_fraud",
+        b'{"transaction_id": "T", "is_fraud": "1"}': "label:bad_is_fraud",
+        b'{"transaction_id": "T", "is_fraud": 1, "source": "gossip"}': "label:bad_source:gossip",
+        b'{"transaction_id": "T", "is_fraud": 1, "labeled_at": "soon"}': "label:unparseable_labeled_at",
+    }
+    for payload, expected in cases.items():
+        assert validate_label_message(payload) == (None, expected), payload
+
+
+def test_the_streaming_label_parser_delegates_to_the_contract():
+    from streaming.batch_handlers import _parse_label
+
+    payload = b'{"transaction_id": "T", "is_fraud": 0, "is_fraud": 1}'
+    assert _parse_label(payload) == validate_label_message(payload) == (None, "duplicate_key:is_fraud")
