@@ -10,6 +10,7 @@ Parts (each is its own module, runnable alone):
   stages     bench.stage_profile: cumulative stages of the job on one backlog, per-user cost
   streaming  bench.bench_streaming: spark-submit job, sustained tx/s, latency at fixed rates,
              1 and 2 partitions, several trigger intervals, peak memory
+  portal     bench.portal_bench: analyst portal, queue/dashboard p95 at 1M transactions, 50 live clients
 A part that fails is recorded with its error and the others still run. Timing goals are
 reported here, never asserted in tests.
 """
@@ -26,10 +27,14 @@ from pathlib import Path
 from bench import bench_report
 from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
-PARTS = ("scoring", "stages", "streaming")
+PARTS = ("scoring", "stages", "streaming", "portal")
 
 
 def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
+    if part == "portal":  # analyst portal: queue/dashboard p95, live clients (bench.portal_bench)
+        from bench import portal_bench
+
+        return portal_bench.run(settings, **({"transactions": 100_000, "alerts": 2_000, "seconds": 5.0} if quick else {}))
     if part == "scoring":
         from bench import bench_scoring
 
