@@ -39,6 +39,8 @@ system-packages:
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
@@ -111,6 +113,8 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	    -P days=$(DEMO_DAYS) -P customers=$(DEMO_CUSTOMERS) -P model_type=$(DEMO_MODEL)
 	@echo "== 2/4 streaming job (spark-submit, background; log .stack/logs/streaming.log)"
 	@$(MAKE) --no-print-directory stream-bg
+	@echo "== analyst portal (background; log .stack/logs/portal.log)"
+	@$(MAKE) --no-print-directory portal-bg && $(PY) -m devstack.portal_demo
 	@echo "== 3/4 live transactions: $(DEMO_LIVE) at $(DEMO_RATE)/s plus the seed's two scenarios"
 	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
 	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
@@ -119,7 +123,7 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
 	@echo "(the job keeps running: make demo-stop stops the job and the stack)"
 
-demo-stop: stream-stop stack-down
+demo-stop: portal-stop stream-stop stack-down
 
 # ---------------------------------------------------------------- streaming job
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --master 'local[2]' --driver-memory 3g \
@@ -136,6 +140,17 @@ stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs
 
 stream-stop:
 	@$(PY) -m devstack.jobs stop streaming
+
+# ---------------------------------------------------------------- analyst portal (portal/)
+.PHONY: portal portal-bg portal-stop
+portal: stack-up   ## the analyst portal in the foreground on 127.0.0.1:$PORTAL_PORT (8050)
+	$(PY) -m portal serve
+
+portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log)
+	@$(PY) -m devstack.jobs start portal -- $(PY) -m portal serve
+
+portal-stop:
+	@$(PY) -m devstack.jobs stop portal
 
 # ---------------------------------------------------------------- benchmarks (no timed asserts in tests)
 BENCH_ARGS ?=

@@ -111,6 +111,9 @@ def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]
     print(f"  Redis       : redis-cli -p {settings.redis_port} -a \"$REDIS_PASSWORD\" --no-auth-warning "
           "ZREVRANGE recent_fraud_alerts 0 9")
     print("  job log     : .stack/logs/streaming.log    reports: reports/    health: make health")
+    from devstack.portal_demo import summary_lines  # the analyst portal's URL and demo login
+
+    print("\n".join(summary_lines(settings)) or "  Portal      : not started (make portal-bg)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import sys
 
 from devstack.stack import _alive, read_pid, spawn, stack_paths, terminate
 
-JOB_NAMES = ("streaming", "producer")
+JOB_NAMES = ("streaming", "producer", "portal")
 
 
 def start_job(name: str, argv: list[str]) -> int:
