@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devstack.stack import _alive, read_pid, spawn, stack_paths, terminate
+from devstack.paths import stack_paths
+from devstack.processes import is_alive, read_pid, spawn, terminate
 
 JOB_NAMES = ("streaming", "producer", "portal")
 
@@ -20,7 +21,7 @@ JOB_NAMES = ("streaming", "producer", "portal")
 def start_job(name: str, argv: list[str]) -> int:
     paths = stack_paths()
     pid = read_pid(paths, name)
-    if pid is not None and _alive(pid):
+    if pid is not None and is_alive(pid):
         print(f"{name} already running (pid {pid}); log: {paths.log_file(name)}")
         return pid
     pid = spawn(paths, name, argv)
@@ -31,7 +32,7 @@ def start_job(name: str, argv: list[str]) -> int:
 def stop_job(name: str) -> bool:
     paths = stack_paths()
     pid = read_pid(paths, name)
-    running = pid is not None and _alive(pid)
+    running = pid is not None and is_alive(pid)
     if running:
         terminate(pid, timeout=60)
         print(f"{name} stopped (pid {pid})")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_job(args.name)
     else:
         pid = read_pid(stack_paths(), args.name)
-        alive = pid is not None and _alive(pid)
+        alive = pid is not None and is_alive(pid)
         print(f"{args.name}: {'running pid ' + str(pid) if alive else 'stopped'}")
         return 0 if alive else 1
     return 0

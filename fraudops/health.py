@@ -2,15 +2,16 @@
 and the streaming job (state and address, or what is down and how to start it).
 
 Reads: the settings, the services themselves, and the streaming job's last micro-batch metrics
-in PostgreSQL (monitoring_metrics). Used by `make health` (devstack.health), the local stack's
-start-up waits, the monitoring collector and the portal.
+in PostgreSQL (monitoring_metrics). The one readiness check of each service: `make health`
+(devstack.health), the local stack's start-up waits (devstack), the containers' health checks,
+the monitoring collector and the portal all call these.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from fraudops.settings import Settings, load_settings
 
@@ -26,7 +27,7 @@ class ServiceStatus:
 
     def line(self) -> str:
         state = self.state or ("UP  " if self.up else "DOWN")
-        text = f"{self.name:10s} {state} {self.address:28s} {self.detail}"
+        text = f"{self.name:13s} {state} {self.address:28s} {self.detail}"
         return text if self.up else f"{text}  -> start it with `{self.how_to_start}`"
 
 
@@ -34,7 +35,8 @@ def check_kafka(settings: Settings) -> ServiceStatus:
     from confluent_kafka.admin import AdminClient
 
     try:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_brokers, "socket.timeout.ms": 3000})
+        admin = AdminClient({"bootstrap.servers": settings.kafka_brokers, "socket.timeout.ms": 3000,
+                             "log_level": 2})  # connection failures go into the status, not to stderr
         meta = admin.list_topics(timeout=3)
         topics = [t for t in meta.topics if not t.startswith("__")]
         return ServiceStatus("kafka", True, settings.kafka_brokers,
@@ -61,18 +63,29 @@ def check_postgres(settings: Settings) -> ServiceStatus:
 
 
 def check_redis(settings: Settings) -> ServiceStatus:
-    from fraudops.redis_client import connect_redis
+    """The alert cache."""
+    return _redis_status("redis", settings.redis_host, settings.redis_port, settings.redis_password)
 
-    address = f"{settings.redis_host}:{settings.redis_port}"
+
+def check_feature_store(settings: Settings) -> ServiceStatus:
+    """The online feature store (a Redis instance of its own)."""
+    return _redis_status("feature-store", settings.feature_store_host, settings.feature_store_port,
+                         settings.feature_store_password)
+
+
+def _redis_status(name: str, host: str, port: int, password: str) -> ServiceStatus:
+    import redis
+
+    address = f"{host}:{port}"
+    client = redis.Redis(host=host, port=port, password=password or None, socket_timeout=2,
+                         socket_connect_timeout=2, decode_responses=True)
     try:
-        client = connect_redis(settings, timeout=2)
-        try:
-            info = client.info("server")
-        finally:
-            client.close()
-        return ServiceStatus("redis", True, address, f"redis {info.get('redis_version')}")
-    except Exception as exc:  # noqa: BLE001
-        return ServiceStatus("redis", False, address, _short(exc))
+        info = client.info("server")
+        return ServiceStatus(name, True, address, f"redis {info.get('redis_version')}")
+    except Exception as exc:  # noqa: BLE001 - any failure means down; the detail says which
+        return ServiceStatus(name, False, address, _short(exc))
+    finally:
+        client.close()
 
 
 def check_mlflow(settings: Settings) -> ServiceStatus:
@@ -95,7 +108,7 @@ def check_streaming_job(settings: Settings) -> ServiceStatus:
     """
     pid_file = settings.state_dir / "pids" / "streaming.pid"
     pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
-    alive = pid is not None and Path(f"/proc/{pid}").exists()
+    alive = pid is not None and _process_exists(pid)
     last = _last_scoring_batch(settings)
     detail = f"last batch {last}" if last else "no batch recorded yet"
     if pid is None:
@@ -103,6 +116,16 @@ def check_streaming_job(settings: Settings) -> ServiceStatus:
                              "make stream-bg", state="OFF ")
     return ServiceStatus("streaming", alive, f"pid {pid}", detail if alive else f"crashed ({detail})",
                          "make stream-bg")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _last_scoring_batch(settings: Settings) -> str | None:
@@ -135,6 +158,7 @@ SERVICE_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {
     "kafka": check_kafka,
     "postgres": check_postgres,
     "redis": check_redis,
+    "feature-store": check_feature_store,
     "mlflow": check_mlflow,
 }
 OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": check_streaming_job}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from pathlib import Path
+
+from fraudops.settings_table import BY_NAME, Setting, application_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +32,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get("FRAUDOPS_STATE_DIR", PROJECT_ROOT / ".stack"))
+    """FRAUDOPS_STATE_DIR (relative: to the repository), default ``.stack``."""
+    return PROJECT_ROOT / env.get("FRAUDOPS_STATE_DIR", BY_NAME["FRAUDOPS_STATE_DIR"].default)
 
 
 def default_env_file(env: Mapping[str, str]) -> Path:
@@ -39,27 +42,8 @@ def default_env_file(env: Mapping[str, str]) -> Path:
     return default_state_dir(env) / "stack.env"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Connection and naming settings shared by every command of the project."""
-
-    kafka_brokers: str = "127.0.0.1:9092"
-    kafka_topic: str = "banking-transactions"
-    kafka_alerts_topic: str = "fraud-alerts"
-    kafka_labels_topic: str = "transaction-labels"
-    postgres_host: str = "127.0.0.1"
-    postgres_port: int = 5432
-    postgres_user: str = "fraud"
-    postgres_password: str = ""
-    postgres_db: str = "frauddb"
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    redis_password: str = ""
-    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
-    model_name: str = "fraud-detector"
-    model_uri: str = "models:/fraud-detector/Production"
-    portal_port: int = 8050  # the analyst portal (portal/, 127.0.0.1 only)
-    state_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".stack")
+class _SettingsMethods:
+    """What Settings derives from its fields."""
 
     @property
     def postgres_dsn(self) -> str:
@@ -74,24 +58,23 @@ class Settings:
         return self.state_dir / "checkpoints"
 
 
-_VARS = {
-    "KAFKA_BROKERS": ("kafka_brokers", str),
-    "KAFKA_TOPIC": ("kafka_topic", str),
-    "KAFKA_ALERTS_TOPIC": ("kafka_alerts_topic", str),
-    "KAFKA_LABELS_TOPIC": ("kafka_labels_topic", str),
-    "POSTGRES_HOST": ("postgres_host", str),
-    "POSTGRES_PORT": ("postgres_port", int),
-    "POSTGRES_USER": ("postgres_user", str),
-    "POSTGRES_PASSWORD": ("postgres_password", str),
-    "POSTGRES_DB": ("postgres_db", str),
-    "REDIS_HOST": ("redis_host", str),
-    "REDIS_PORT": ("redis_port", int),
-    "REDIS_PASSWORD": ("redis_password", str),
-    "MLFLOW_TRACKING_URI": ("mlflow_tracking_uri", str),
-    "MODEL_NAME": ("model_name", str),
-    "MODEL_URI": ("model_uri", str),
-    "PORTAL_PORT": ("portal_port", int),
-}
+def _typed_default(row: Setting):
+    if row.kind is Path:
+        return field(default_factory=lambda: PROJECT_ROOT / row.default)
+    return field(default=row.kind(row.default))
+
+
+# The settings object: one frozen dataclass field per row of fraudops.settings_table that names a
+# ``field`` (kafka_brokers, postgres_port, ..., model_uri, portal_port, state_dir), with the row's
+# type and default. Add a setting by adding a row there.
+Settings = make_dataclass(
+    "Settings",
+    [(row.field, row.kind, _typed_default(row)) for row in application_settings()],
+    bases=(_SettingsMethods,),
+    frozen=True,
+    namespace={"__module__": __name__,
+               "__doc__": "Connection and naming settings shared by every command (fields: fraudops.settings_table)."},
+)
 
 
 def merged_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -110,12 +93,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """
     merged = merged_environment(env)
     kwargs: dict[str, object] = {"state_dir": default_state_dir(merged)}
-    for var, (attr, cast) in _VARS.items():
-        if var in merged and merged[var] != "":
+    for row in application_settings():
+        value = merged.get(row.name, "")
+        if value != "" and row.kind is not Path:
             try:
-                kwargs[attr] = cast(merged[var])
+                kwargs[row.field] = row.kind(value)
             except ValueError as exc:
-                raise ValueError(f"{var}={merged[var]!r} is not a valid {cast.__name__}") from exc
+                raise ValueError(f"{row.name}={value!r} is not a valid {row.kind.__name__}") from exc
     if "MODEL_URI" not in merged and "model_name" in kwargs:
         kwargs["model_uri"] = f"models:/{kwargs['model_name']}/Production"
     return Settings(**kwargs)  # type: ignore[arg-type]

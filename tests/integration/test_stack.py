@@ -1,4 +1,5 @@
-"""The local stack: real Kafka, PostgreSQL, Redis and MLflow started by `make stack-up`."""
+"""The local stack: real Kafka, PostgreSQL, Redis (alert cache, feature store) and MLflow started by
+`make stack-up`, each waited for through its readiness check in fraudops.health."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import pytest
 
 from devstack import stack
+from devstack.paths import StackError, StackPaths, stack_paths
+from devstack.redis import start_redis
 from fraudops import health
 from fraudops.db import apply_migrations, migration_files
 from tests.polling import assert_eventually
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_every_service_is_up(settings):
     statuses = health.check_all(settings)
-    assert [s.name for s in statuses] == ["kafka", "postgres", "redis", "mlflow"]
+    assert [s.name for s in statuses] == ["kafka", "postgres", "redis", "feature-store", "mlflow"]
     assert all(s.up for s in statuses), [s.line() for s in statuses]
 
 
@@ -26,13 +29,13 @@ def test_health_command_exits_zero_when_all_up():
     result = subprocess.run([sys.executable, "-m", "devstack.health"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.split()[0] for line in result.stdout.strip().splitlines()] == [
-        "kafka", "postgres", "redis", "mlflow", "streaming"]
+        "kafka", "postgres", "redis", "feature-store", "mlflow", "streaming"]
 
 
 def test_stack_up_twice_is_harmless():
     result = subprocess.run([sys.executable, "-m", "devstack.stack", "up"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("already running") == 4
+    assert result.stdout.count("already running") == len(stack.SERVICE_ORDER)
 
 
 def test_contract_topics_exist(settings):
@@ -108,7 +111,7 @@ def test_redis_requires_a_password(settings):
 
 
 def test_health_reports_stopped_redis_down_then_up_after_restart(settings):
-    paths = stack.stack_paths()
+    paths = stack_paths()
     assert stack.stop_service(paths, "redis")
     try:
         status = health.check_redis(settings)
@@ -126,7 +129,7 @@ def test_taken_port_is_named_with_its_service(tmp_path):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        paths = stack.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
+        paths = StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
         cfg = {"REDIS_PORT": str(port), "REDIS_PASSWORD": "x"}
-        with pytest.raises(stack.StackError, match=rf"port {port} for Redis"):
-            stack.start_redis(paths, cfg)
+        with pytest.raises(StackError, match=rf"port {port} for Redis"):
+            start_redis(paths, cfg)

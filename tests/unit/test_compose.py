@@ -1,7 +1,7 @@
 """docker-compose.yml, docker/Dockerfile and .env.example: valid, complete and consistent with the repo.
 
 There is no Docker engine here, so the checks are static: the compose file is validated against the
-Compose Specification schema (../shared/schemas/compose-spec.json beside the repository), then
+Compose Specification schema (tests/schemas/compose-spec.json, vendored), then
 checked for what an engine would only reveal at run time: a counterpart for every service of the
 local stack, healthchecks, start conditions, loopback-only ports, no password in the file, and that
 every module, script and file the containers run or copy exists in the repository.
@@ -18,16 +18,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devstack.stack import _SECRETS as STACK_SECRETS
+from devstack.config import SECRETS
+from devstack.kafka import DEFAULT_TOPICS as LOCAL_STACK_TOPICS
 from devstack.stack import SERVICE_ORDER as LOCAL_STACK_SERVICES
-from devstack.stack import TOPICS as LOCAL_STACK_TOPICS
-from fraudops.settings import _VARS as APP_SETTINGS_VARIABLES
+from fraudops.settings_table import container_settings
+
+# what the containers must get: the application's settings that .env.example lists, and the
+# local stack's passwords that the containers use too
+APP_SETTINGS_VARIABLES = [row.name for row in container_settings() if row.field is not None]
+STACK_SECRETS = [name for name in SECRETS if any(row.name == name for row in container_settings())]
 
 pytestmark = pytest.mark.unit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+COMPOSE_SCHEMA = REPO_ROOT / "tests" / "schemas" / "compose-spec.json"
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / "docker" / "Dockerfile.dockerignore"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -180,7 +185,7 @@ def test_compose_file_validates_against_the_compose_specification():
     if not COMPOSE_SCHEMA.is_file():
         pytest.fail(
             f"the Compose Specification schema is missing at {COMPOSE_SCHEMA} "
-            "(expected ../shared/schemas/compose-spec.json beside the repository root)"
+            "(vendored from compose-spec/compose-spec, see tests/schemas/README.md)"
         )
     schema = json.loads(COMPOSE_SCHEMA.read_text())
     validator = jsonschema.Draft7Validator(schema)

@@ -73,11 +73,12 @@ def test_no_password_looking_literals_are_tracked():
 
 
 def test_the_local_stacks_generated_secrets_appear_in_no_tracked_file():
-    from devstack.stack import _SECRETS, stack_paths
+    from devstack.config import SECRETS
+    from devstack.paths import stack_paths
     from fraudops.settings import read_env_file
 
     values = read_env_file(stack_paths().env_file)
-    secrets = [values[k] for k in _SECRETS if len(values.get(k, "")) >= 8]
+    secrets = [values[k] for k in SECRETS if len(values.get(k, "")) >= 8]
     leaked = [str(p.relative_to(ROOT)) for p, text in tracked_texts().items() if any(s in text for s in secrets)]
     assert not leaked, f"a generated password of the local stack is committed in {leaked}"
 
@@ -114,7 +115,8 @@ class _Spawned(Exception):
 
 
 def _captured_start(monkeypatch, tmp_path, service: str) -> list[str]:
-    from devstack import stack
+    from devstack import config, processes, stack
+    from devstack import paths as stack_paths
 
     calls: list[list[str]] = []
 
@@ -122,10 +124,10 @@ def _captured_start(monkeypatch, tmp_path, service: str) -> list[str]:
         calls.append([str(a) for a in argv])
         raise _Spawned
 
-    monkeypatch.setattr(stack, "spawn", lambda _paths, _service, argv, env=None: capture(argv))
-    monkeypatch.setattr(stack.subprocess, "run", lambda argv, **kw: capture(argv))
-    paths = stack.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
-    cfg = stack.stack_config(paths)
+    monkeypatch.setattr(processes, "spawn", lambda _paths, _service, argv, env=None: capture(argv))
+    monkeypatch.setattr(processes.subprocess, "run", lambda argv, **kw: capture(argv))
+    paths = stack_paths.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
+    cfg = config.stack_config(paths)
     cfg.update({"POSTGRES_PORT": str(free_port()), "REDIS_PORT": str(free_port()), "MLFLOW_PORT": str(free_port()),
                 "KAFKA_BROKERS": f"127.0.0.1:{free_port()}", "KAFKA_CONTROLLER_PORT": str(free_port())})
     if service == "postgres":  # an existing data folder: no initdb, straight to pg_ctl start
@@ -142,9 +144,9 @@ def test_postgres_listens_on_loopback_only(monkeypatch, tmp_path):
 
 
 def test_postgres_is_initialised_with_password_authentication_for_every_connection():
-    from devstack import stack
+    from devstack import postgres
 
-    source = Path(stack.__file__).read_text()
+    source = Path(postgres.__file__).read_text()
     assert "--auth=scram-sha-256" in source and "--auth=trust" not in source
 
 
@@ -158,9 +160,9 @@ def test_redis_binds_loopback_and_requires_a_password(monkeypatch, tmp_path):
 
 
 def test_kafka_listeners_are_loopback_only(monkeypatch, tmp_path):
-    from devstack import stack
+    from devstack import kafka
 
-    monkeypatch.setattr(stack, "_java_classpath", lambda name: "unused")
+    monkeypatch.setattr(kafka, "java_classpath", lambda name: "unused")
     _captured_start(monkeypatch, tmp_path, "kafka")
     props = dict(line.split("=", 1) for line in (tmp_path / "kafka" / "server.properties").read_text().splitlines()
                  if "=" in line)
@@ -175,13 +177,14 @@ def test_mlflow_listens_on_loopback_only(monkeypatch, tmp_path):
 
 
 def test_the_env_file_with_the_passwords_is_private(tmp_path):
-    from devstack import stack
+    from devstack import config
+    from devstack.paths import StackPaths
 
-    paths = stack.StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
-    cfg = stack.stack_config(paths)
-    stack.write_env_file(paths, cfg)
+    paths = StackPaths(state=tmp_path, env_file=tmp_path / "stack.env")
+    cfg = config.stack_config(paths)
+    config.write_env_file(paths, cfg)
     assert paths.env_file.stat().st_mode & 0o077 == 0
-    assert all(len(cfg[key]) >= 16 for key in stack._SECRETS)
+    assert all(len(cfg[key]) >= 16 for key in config.SECRETS)
 
 
 # ---------------------------------------------------------------- SQL: parameters or COPY only
