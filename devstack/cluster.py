@@ -37,18 +37,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.stack import (
-    TOPICS,
-    StackError,
-    StackPaths,
-    _alive,
-    _cmdline,
-    _java,
+from devstack.kafka import DEFAULT_TOPICS as TOPICS
+from devstack.kafka import java_command
+from devstack.paths import StackError, StackPaths, stack_paths
+from devstack.processes import (
+    cmdline,
     ensure_port_free,
+    is_alive,
     port_in_use,
     read_pid,
     spawn,
-    stack_paths,
     terminate,
     wait_until,
 )
@@ -134,9 +132,9 @@ _MARKERS = {"kafka": "kafka.Kafka", "spark-master": MASTER_CLASS, "spark-worker"
 def running_pid(cfg: ClusterConfig, name: str) -> int | None:
     """The PID of our live ``name`` process (its command line names our folder), else None."""
     pid = read_pid(cfg.paths, name)
-    if pid is None or not _alive(pid):
+    if pid is None or not is_alive(pid):
         return None
-    cmd = _cmdline(pid)
+    cmd = cmdline(pid)
     marker = _MARKERS[name.rsplit("-", 1)[0] if name[-1].isdigit() else name]
     return pid if marker in cmd and str(cfg.state) in cmd else None
 
@@ -218,7 +216,7 @@ def _kafka_properties(cfg: ClusterConfig, node: int) -> Path:
 
 
 def _kafka_log4j(cfg: ClusterConfig) -> None:
-    # devstack.stack._java points log4j at <state>/kafka/log4j2.properties
+    # devstack.kafka.java_command points log4j at <state>/kafka/log4j2.properties
     (cfg.state / "kafka" / "log4j2.properties").write_text(
         "status = warn\nappender.console.type = Console\nappender.console.name = STDOUT\n"
         "appender.console.layout.type = PatternLayout\n"
@@ -246,10 +244,10 @@ def start_kafka_node(cfg: ClusterConfig, node: int) -> int:
         id_file = cfg.state / "kafka" / "cluster.id"
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
-        subprocess.run(_java(paths, "kafka.tools.StorageTool", "format", "-t", id_file.read_text().strip(),
+        subprocess.run(java_command(paths, "kafka.tools.StorageTool", "format", "-t", id_file.read_text().strip(),
                              "-c", str(props)),
                        check=True, capture_output=True)  # the output is in the exception on failure
-    return spawn(paths, name, _java(paths, "kafka.Kafka", str(props), heap="384m"))
+    return spawn(paths, name, java_command(paths, "kafka.Kafka", str(props), heap="384m"))
 
 
 def kafka_brokers_alive(cfg: ClusterConfig) -> int:
@@ -396,7 +394,7 @@ JOB = "streaming"
 def start_job(cfg: ClusterConfig, argv: list[str]) -> int:
     """Run ``argv`` (the spark-submit line) in the background; ``down`` stops it first."""
     pid = read_pid(cfg.paths, JOB)
-    if pid is not None and _alive(pid) and str(VENV_BIN) in _cmdline(pid):
+    if pid is not None and is_alive(pid) and str(VENV_BIN) in cmdline(pid):
         print(f"the cluster job already runs (pid {pid}); log: {cfg.paths.log_file(JOB)}")
         return pid
     pid = spawn(cfg.paths, JOB, argv)
@@ -406,7 +404,7 @@ def start_job(cfg: ClusterConfig, argv: list[str]) -> int:
 
 def _stop_job(cfg: ClusterConfig) -> list[str]:
     pid = read_pid(cfg.paths, JOB)
-    alive = pid is not None and _alive(pid) and str(VENV_BIN) in _cmdline(pid)
+    alive = pid is not None and is_alive(pid) and str(VENV_BIN) in cmdline(pid)
     if alive:
         terminate(pid, timeout=60)
     cfg.paths.pid_file(JOB).unlink(missing_ok=True)
