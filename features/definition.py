@@ -8,7 +8,7 @@ features.merchant). Changing a name, a window or a parameter changes FEATURE_SET
 
 from __future__ import annotations
 
-FEATURE_SET_VERSION = "fs-v1"
+FEATURE_SET_VERSION = "fs-v2"  # v2: windowed merchant features (issue 13)
 
 # Window lengths of the per-user features, in seconds (name suffix -> length).
 WINDOWS_SECONDS: dict[str, int] = {"1h": 3_600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
@@ -26,8 +26,11 @@ TINY_AMOUNT = 5.0  # amounts strictly below this count as "tiny" (card testing b
 NIGHT_HOURS = range(0, 6)  # UTC hours counted as night
 UNKNOWN_CATEGORY = "unknown"  # value of a missing categorical
 
-# Merchant fraud rate: Bayesian smoothing (frauds + strength * prior) / (labels + strength) over
-# the labels known at least DEFAULT_LABEL_DELAY_SECONDS before the transaction.
+# Merchant features: per merchant (merchant_id, else name), over each window ending at
+# t - label_delay, the number of transactions, of those labelled fraud by then, and the smoothed
+# fraud rate (frauds + strength * prior) / (transactions + strength). The label delay is a
+# parameter of training and of the job (default below), recorded on the model version.
+MERCHANT_WINDOWS_SECONDS: dict[str, int] = {"1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 MERCHANT_PRIOR_FRAUD_RATE = 0.01
 MERCHANT_PRIOR_STRENGTH = 20.0
 DEFAULT_LABEL_DELAY_SECONDS = 3_600
@@ -45,6 +48,21 @@ def _window_descriptions() -> dict[str, str]:
     return out
 
 
+def _merchant_descriptions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    ends = "ending at t - label_delay"
+    for suffix in MERCHANT_WINDOWS_SECONDS:
+        out[f"merchant_txn_count_{suffix}"] = f"number of the merchant's transactions in the {suffix} {ends}"
+        out[f"merchant_fraud_count_{suffix}"] = (
+            f"number of the merchant's transactions in the {suffix} {ends} labelled fraud by then (latest label)"
+        )
+        out[f"merchant_fraud_rate_{suffix}"] = (
+            f"(fraud count + {MERCHANT_PRIOR_STRENGTH:g} x {MERCHANT_PRIOR_FRAUD_RATE:g}) / "
+            f"(transaction count + {MERCHANT_PRIOR_STRENGTH:g}) over the {suffix} {ends}"
+        )
+    return out
+
+
 NUMERIC_FEATURE_DESCRIPTIONS: dict[str, str] = {
     "amount": "transaction amount, as sent",
     "log_amount": "log(1 + amount)",
@@ -59,8 +77,7 @@ NUMERIC_FEATURE_DESCRIPTIONS: dict[str, str] = {
     "user_new_merchant": "1 if the user had no transaction at this merchant (merchant_id, else name) in 90 days",
     "user_new_country": "1 if the user had no transaction in this country in 90 days",
     "user_new_device": "1 if the user had not used this device_id in 90 days (0 when device_id is missing)",
-    "merchant_fraud_rate": "smoothed fraud rate of the merchant from labels known before the transaction (minus the label delay)",
-    "merchant_label_count": "number of the merchant's labelled transactions known before the transaction",
+    **_merchant_descriptions(),
 }
 
 CATEGORICAL_FEATURE_DESCRIPTIONS: dict[str, str] = {

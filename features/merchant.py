@@ -1,19 +1,38 @@
-"""Per-merchant features from late-arriving labels, point-in-time correct.
+"""Per-merchant windowed features from transactions and late labels: ONE definition, two paths.
 
-A label (transaction_id, is_fraud, labeled_at) becomes usable at labeled_at + label_delay. A
-transaction at time t sees exactly the labels usable at or before t: training does a
-point-in-time as-of lookup per transaction (:func:`merchant_features_point_in_time`); the
-streaming job joins a snapshot taken at its refresh time (:func:`merchant_risk_snapshot`).
-Both count labels with :func:`label_count_events` and turn counts into a rate with
-:func:`smoothed_fraud_rate`, so the same labels give the same values on both paths.
+For a transaction at time t, with ``e = t - label_delay`` and each window W of
+MERCHANT_WINDOWS_SECONDS (1d, 7d, 30d), per merchant (merchant_id, else the merchant name):
 
-When one transaction has several labels (e.g. analyst then chargeback), the latest usable one
-counts; the transaction counts once.
+- ``merchant_txn_count_W``: the merchant's transactions with time in [e - W, e) (strictly
+  before e, so with no delay a transaction never counts itself);
+- ``merchant_fraud_count_W``: those of them whose latest label known at e (labeled_at <= e) says
+  fraud: a label that becomes known after t - label_delay never changes the feature at t;
+- ``merchant_fraud_rate_W``: (frauds + strength x prior) / (transactions + strength).
+
+Every count is a number of intervals holding e: a transaction at s is in the window for
+e in (s, s + W] and a fraud label adds the part of that interval where it is the latest label.
+On the integer microsecond axis these are half-open [start, end) intervals; a counter at e is
+``#starts <= e - #ends <= e``, i.e. the running sum of +1/-1 *count events* up to e
+(:func:`count_events`, :func:`counts_at`). Both paths evaluate the same events with the same
+function, so their values are bit-identical:
+
+- training (features.batch, features.spark_batch): :func:`merchant_features_point_in_time`
+  evaluates all count events at each transaction's e;
+- the stream: :func:`merchant_snapshot` compacts the count events at ``as_of - label_delay``
+  into one base value per merchant and counter plus the events of the next ``valid_for``
+  (a small, picklable :class:`MerchantSnapshot` that the job refreshes at least every minute
+  and broadcasts); :func:`snapshot_merchant_features` evaluates it at each event's e. The value
+  is exact for events with t in [as_of, as_of + valid_for] whenever label_delay >= valid_for
+  (everything it needs happened before as_of); outside that range e is clamped to it.
+
+When one transaction has several labels (analyst, then chargeback), the latest known one counts
+(ties: the fraud label wins).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,31 +41,40 @@ from features.definition import (
     DEFAULT_LABEL_DELAY_SECONDS,
     MERCHANT_PRIOR_FRAUD_RATE,
     MERCHANT_PRIOR_STRENGTH,
+    MERCHANT_WINDOWS_SECONDS,
 )
 from features.stateless import MICROS_PER_SECOND, epoch_micros, map_distinct, merchant_key
-from features.user_state import count_at_or_before
 
-MERCHANT_FEATURES = ["merchant_fraud_rate", "merchant_label_count"]
+WINDOW_SUFFIXES: list[str] = list(MERCHANT_WINDOWS_SECONDS)
+WINDOW_MICROS = np.array([MERCHANT_WINDOWS_SECONDS[s] * MICROS_PER_SECOND for s in WINDOW_SUFFIXES], "int64")
+TXN_COUNT_FEATURES = [f"merchant_txn_count_{s}" for s in WINDOW_SUFFIXES]
+FRAUD_COUNT_FEATURES = [f"merchant_fraud_count_{s}" for s in WINDOW_SUFFIXES]
+FRAUD_RATE_FEATURES = [f"merchant_fraud_rate_{s}" for s in WINDOW_SUFFIXES]
+MERCHANT_FEATURES = [name for s in WINDOW_SUFFIXES for name in
+                     (f"merchant_txn_count_{s}", f"merchant_fraud_count_{s}", f"merchant_fraud_rate_{s}")]
+# counter k < len(WINDOW_SUFFIXES): transactions of window k; else frauds of window k - len
+N_COUNTERS = 2 * len(WINDOW_SUFFIXES)
 LABEL_TIME_COLUMNS = ("labeled_at", "label_time")
-SNAPSHOT_COLUMNS = ["merchant_key", "merchant_label_count", "merchant_fraud_count", "merchant_fraud_rate"]
+COUNT_EVENT_COLUMNS = ["merchant_key", "counter", "time_us", "delta"]
 DEFAULT_LABEL_DELAY = dt.timedelta(seconds=DEFAULT_LABEL_DELAY_SECONDS)
+DEFAULT_SNAPSHOT_VALIDITY = dt.timedelta(minutes=2)
 
 
-def smoothed_fraud_rate(frauds, labels) -> np.ndarray:
-    """Bayesian-smoothed fraud rate (frauds + strength * prior) / (labels + strength).
+def smoothed_fraud_rate(frauds, transactions) -> np.ndarray:
+    """Bayesian-smoothed fraud rate (frauds + strength * prior) / (transactions + strength).
 
-    With no labels it is the prior (MERCHANT_PRIOR_FRAUD_RATE).
+    With no transactions it is the prior (MERCHANT_PRIOR_FRAUD_RATE).
     """
     frauds = np.asarray(frauds, dtype="float64")
-    labels = np.asarray(labels, dtype="float64")
-    return (frauds + MERCHANT_PRIOR_STRENGTH * MERCHANT_PRIOR_FRAUD_RATE) / (labels + MERCHANT_PRIOR_STRENGTH)
+    transactions = np.asarray(transactions, dtype="float64")
+    return (frauds + MERCHANT_PRIOR_STRENGTH * MERCHANT_PRIOR_FRAUD_RATE) / (transactions + MERCHANT_PRIOR_STRENGTH)
 
 
 def label_delay_micros(label_delay) -> int:
     """A delay given as timedelta, pandas Timedelta or seconds, in microseconds (>= 0)."""
     if isinstance(label_delay, dt.timedelta | pd.Timedelta):
         micros = int(pd.Timedelta(label_delay).value // 1_000)
-    elif isinstance(label_delay, int | float) and np.isfinite(label_delay):
+    elif isinstance(label_delay, int | float | np.integer | np.floating) and np.isfinite(label_delay):
         micros = int(round(float(label_delay) * MICROS_PER_SECOND))
     else:
         raise ValueError(f"label_delay must be a timedelta or a number of seconds, got {label_delay!r}")
@@ -73,15 +101,21 @@ def _label_time_column(labels: pd.DataFrame) -> str:
     )
 
 
-def normalize_labels(labels: pd.DataFrame, transactions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Labels as (transaction_id, merchant_key, is_fraud 0/1, labeled_us), known labels only.
+def _lookup(transactions: pd.DataFrame, ids: pd.Series, values: np.ndarray) -> pd.Series:
+    table = pd.Series(values, index=transactions["transaction_id"].astype(str).to_numpy())
+    return ids.map(table[~table.index.duplicated()])
 
-    The merchant comes from the labels' own merchant/merchant_id columns when present, else from
-    ``transactions`` by transaction_id. Rows without a label time or is_fraud are not known yet
-    and are left out; a label whose transaction (and so merchant) is unknown raises.
+
+def normalize_labels(labels: pd.DataFrame, transactions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Known labels as (transaction_id, merchant_key, is_fraud 0/1, labeled_us, txn_us).
+
+    The merchant and the transaction time come from the labels' own merchant[/merchant_id] and
+    transaction_time columns when present, else from ``transactions`` by transaction_id. Rows
+    without a label time or is_fraud are not known yet and are left out.
 
     Raises:
-        ValueError: a required column is missing, is_fraud is not 0/1, or a merchant is unknown.
+        ValueError: a required column is missing, is_fraud is not 0/1, or a label's transaction
+            (merchant, time) is unknown.
     """
     for name in ("transaction_id", "is_fraud"):
         if name not in labels.columns:
@@ -92,130 +126,213 @@ def normalize_labels(labels: pd.DataFrame, transactions: pd.DataFrame | None = N
     if not is_fraud.isin([0, 1]).all():
         bad = known.loc[~is_fraud.isin([0, 1]), "is_fraud"].head(5).tolist()
         raise ValueError(f"labels.is_fraud must be 0/1 or boolean, got e.g. {bad}")
-    if "merchant" in known.columns:
-        keys = merchant_key(known)
+    ids = known["transaction_id"].astype(str)
+    own = "merchant" in known.columns and "transaction_time" in known.columns
+    if own:
+        keys, txn_us = merchant_key(known), pd.Series(epoch_micros(known["transaction_time"]), index=known.index)
     elif transactions is not None:
-        lookup = pd.Series(
-            merchant_key(transactions).to_numpy(), index=transactions["transaction_id"].astype(str)
-        )
-        lookup = lookup[~lookup.index.duplicated()]
-        keys = known["transaction_id"].astype(str).map(lookup)
+        keys = _lookup(transactions, ids, merchant_key(transactions).to_numpy(object))
+        txn_us = _lookup(transactions, ids, epoch_micros(transactions["transaction_time"]))
         if keys.isna().any():
             missing = known.loc[keys.isna(), "transaction_id"].head(5).tolist()
             raise ValueError(
                 f"labels refer to {int(keys.isna().sum())} transaction(s) not in transactions, e.g. {missing}"
             )
     else:
-        raise ValueError("labels has no merchant/merchant_id columns; pass the transactions they refer to")
+        raise ValueError("labels has no merchant/transaction_time columns; pass the transactions they refer to")
     return pd.DataFrame(
         {
-            "transaction_id": known["transaction_id"].astype(str).to_numpy(),
+            "transaction_id": ids.to_numpy(object),
             "merchant_key": keys.to_numpy(object),
             "is_fraud": is_fraud.astype("int64").to_numpy(),
             "labeled_us": epoch_micros(known[time_column], argument=f"labels.{time_column}"),
+            "txn_us": txn_us.to_numpy("int64"),
         }
     )
 
 
-def label_count_events(labels: pd.DataFrame, label_delay=DEFAULT_LABEL_DELAY) -> pd.DataFrame:
-    """Changes of each merchant's (label count, fraud count), each at the time it becomes usable.
-
-    Args:
-        labels: output of :func:`normalize_labels`.
-        label_delay: how long after labeled_at a label becomes usable.
-
-    Returns:
-        DataFrame (merchant_key, available_us, d_labels, d_frauds), grouped by merchant, in time
-        order within a merchant.
-    """
-    transaction, _ = pd.factorize(labels["transaction_id"].to_numpy(object))
-    is_fraud = labels["is_fraud"].to_numpy("int64")
-    order = np.lexsort((is_fraud, labels["labeled_us"].to_numpy("int64"), transaction))
-    transaction, is_fraud = transaction[order], is_fraud[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = transaction[1:] != transaction[:-1]
-    previous_fraud = np.where(first, 0, np.concatenate([[0], is_fraud[:-1]]))
-    merchant, _ = pd.factorize(labels["merchant_key"].to_numpy(object)[order])
-    available = labels["labeled_us"].to_numpy("int64")[order] + label_delay_micros(label_delay)
-    by_merchant = np.lexsort((available, merchant))
+def _interval_events(keys: np.ndarray, counter: np.ndarray, start: np.ndarray, end: np.ndarray) -> pd.DataFrame:
+    """+1 at start, -1 at end of each non-empty [start, end) interval."""
+    keep = start < end
+    keys, counter, start, end = keys[keep], counter[keep], start[keep], end[keep]
     return pd.DataFrame(
         {
-            "merchant_key": labels["merchant_key"].to_numpy(object)[order][by_merchant],
-            "available_us": available[by_merchant],
-            "d_labels": first.astype("int64")[by_merchant],
-            "d_frauds": (is_fraud - previous_fraud)[by_merchant],
+            "merchant_key": np.concatenate([keys, keys]),
+            "counter": np.concatenate([counter, counter]).astype("int64"),
+            "time_us": np.concatenate([start, end]).astype("int64"),
+            "delta": np.concatenate([np.ones(len(start), "int64"), -np.ones(len(end), "int64")]),
         }
     )
 
 
-def merchant_counts_at(events: pd.DataFrame, merchant_keys, times_us) -> tuple[np.ndarray, np.ndarray]:
-    """(label count, fraud count) of each merchant from the events usable at or before each time."""
-    keys = pd.Series(np.asarray(merchant_keys, dtype=object))
-    codes, uniques = pd.factorize(pd.concat([events["merchant_key"], keys], ignore_index=True))
-    event_codes, query_codes = codes[: len(events)], codes[len(events) :]
-    order = np.lexsort((events["available_us"].to_numpy("int64"), event_codes))
-    sorted_codes = event_codes[order]
-    label_prefix = np.concatenate([[0], np.cumsum(events["d_labels"].to_numpy("int64")[order])])
-    fraud_prefix = np.concatenate([[0], np.cumsum(events["d_frauds"].to_numpy("int64")[order])])
-    upto = count_at_or_before(
-        sorted_codes, events["available_us"].to_numpy("int64")[order], query_codes, times_us
-    )
-    start = np.searchsorted(sorted_codes, query_codes, side="left")
-    return label_prefix[upto] - label_prefix[start], fraud_prefix[upto] - fraud_prefix[start]
+def _fraud_spans(labels: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fraud labels with the time until which each stays the transaction's latest label."""
+    tid, _ = pd.factorize(labels["transaction_id"].to_numpy(object))
+    order = np.lexsort((labels["is_fraud"].to_numpy(), labels["labeled_us"].to_numpy(), tid))
+    ordered, tid = labels.iloc[order], tid[order]
+    until = np.full(len(ordered), np.iinfo(np.int64).max // 4, dtype="int64")
+    same_next = np.zeros(len(ordered), dtype=bool)
+    same_next[:-1] = tid[1:] == tid[:-1]
+    until[:-1] = np.where(same_next[:-1], ordered["labeled_us"].to_numpy("int64")[1:], until[:-1])
+    fraud = ordered["is_fraud"].to_numpy() == 1
+    return ordered[fraud], until[fraud]
+
+
+def count_events(keys, times_us, labels: pd.DataFrame | None) -> pd.DataFrame:
+    """The +1/-1 count events (COUNT_EVENT_COLUMNS) of transactions and their known labels.
+
+    Args:
+        keys: merchant key of each transaction; times_us: its time (epoch microseconds).
+        labels: output of :func:`normalize_labels`, or None.
+    """
+    keys = np.asarray(keys, dtype=object)
+    times_us = np.asarray(times_us, dtype="int64")
+    n_windows = len(WINDOW_MICROS)
+    parts = []
+    for k, width in enumerate(WINDOW_MICROS):
+        parts.append(_interval_events(keys, np.full(len(keys), k), times_us + 1, times_us + width + 1))
+    if labels is not None and len(labels):
+        fraud, until = _fraud_spans(labels)
+        f_keys, txn = fraud["merchant_key"].to_numpy(object), fraud["txn_us"].to_numpy("int64")
+        labeled = fraud["labeled_us"].to_numpy("int64")
+        for k, width in enumerate(WINDOW_MICROS):
+            start = np.maximum(txn + 1, labeled)
+            end = np.minimum(txn + width + 1, until)
+            parts.append(_interval_events(f_keys, np.full(len(f_keys), n_windows + k), start, end))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _segment_sums_at(seg: np.ndarray, time_us: np.ndarray, delta: np.ndarray,
+                     query_seg: np.ndarray, query_t: np.ndarray) -> np.ndarray:
+    """For each query, the sum of the deltas of its segment with time <= its time."""
+    n = len(seg)
+    if n == 0:
+        return np.zeros(len(query_seg), dtype="int64")
+    all_seg = np.concatenate([seg, query_seg])
+    all_t = np.concatenate([time_us, query_t])
+    is_query = np.concatenate([np.zeros(n, "int8"), np.ones(len(query_seg), "int8")])
+    order = np.lexsort((is_query, all_t, all_seg))  # data before queries at equal (segment, time)
+    values = np.concatenate([delta, np.zeros(len(query_seg), "int64")])[order]
+    running = np.cumsum(values)
+    sorted_seg = all_seg[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_seg[1:] != sorted_seg[:-1]
+    before_segment = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    base = np.where(before_segment > 0, running[before_segment - 1], 0)
+    out = np.empty(len(query_seg), dtype="int64")
+    queries = is_query[order] == 1
+    out[order[queries] - n] = (running - base)[queries]
+    return out
+
+
+def counts_at(events: pd.DataFrame, keys, e_us) -> np.ndarray:
+    """(n, N_COUNTERS) int64 counts of each merchant at each time e from count events."""
+    keys = pd.Series(np.asarray(keys, dtype=object))
+    e_us = np.asarray(e_us, dtype="int64")
+    codes, _ = pd.factorize(pd.concat([events["merchant_key"], keys], ignore_index=True))
+    event_code, query_code = codes[: len(events)].astype("int64"), codes[len(events):].astype("int64")
+    seg = event_code * N_COUNTERS + events["counter"].to_numpy("int64")
+    query_seg = (query_code[:, None] * N_COUNTERS + np.arange(N_COUNTERS)[None, :]).ravel()
+    sums = _segment_sums_at(seg, events["time_us"].to_numpy("int64"), events["delta"].to_numpy("int64"),
+                            query_seg, np.repeat(e_us, N_COUNTERS))
+    return sums.reshape(len(keys), N_COUNTERS)
+
+
+def features_from_counts(counts: np.ndarray, index) -> pd.DataFrame:
+    """MERCHANT_FEATURES (float64) from :func:`counts_at` output."""
+    n_windows = len(WINDOW_SUFFIXES)
+    columns: dict[str, np.ndarray] = {}
+    for k, suffix in enumerate(WINDOW_SUFFIXES):
+        txns, frauds = counts[:, k].astype("float64"), counts[:, n_windows + k].astype("float64")
+        columns[f"merchant_txn_count_{suffix}"] = txns
+        columns[f"merchant_fraud_count_{suffix}"] = frauds
+        columns[f"merchant_fraud_rate_{suffix}"] = smoothed_fraud_rate(frauds, txns)
+    return pd.DataFrame(columns, index=index)[MERCHANT_FEATURES]
 
 
 def merchant_features_point_in_time(
     transactions: pd.DataFrame, labels: pd.DataFrame | None, label_delay=DEFAULT_LABEL_DELAY
 ) -> pd.DataFrame:
-    """MERCHANT_FEATURES of each transaction from the labels usable at its transaction_time.
+    """MERCHANT_FEATURES of each transaction, windows ending at its time minus the label delay.
 
     Args:
-        transactions: raw transactions (merchant, merchant_id optional, transaction_time).
-        labels: output of :func:`normalize_labels`, or None (every merchant at the prior).
-        label_delay: how long after labeled_at a label becomes usable.
+        transactions: ALL the transactions to count (merchant, merchant_id optional,
+            transaction_time); the features of each of them are returned (same index).
+        labels: output of :func:`normalize_labels`, or None (no fraud known).
+        label_delay: timedelta or seconds (see the module docstring).
     """
-    n = len(transactions)
-    if labels is None or len(labels) == 0:
-        label_count, fraud_count = np.zeros(n), np.zeros(n)
-    else:
-        events = label_count_events(labels, label_delay)
-        times = epoch_micros(transactions["transaction_time"])
-        label_count, fraud_count = merchant_counts_at(
-            events, merchant_key(transactions).to_numpy(object), times
-        )
-    return pd.DataFrame(
-        {
-            "merchant_fraud_rate": smoothed_fraud_rate(fraud_count, label_count),
-            "merchant_label_count": np.asarray(label_count, dtype="float64"),
-        },
-        index=transactions.index,
-    )
+    times = epoch_micros(transactions["transaction_time"])
+    keys = merchant_key(transactions).to_numpy(object)
+    events = count_events(keys, times, labels)
+    counts = counts_at(events, keys, times - label_delay_micros(label_delay))
+    return features_from_counts(counts, transactions.index)
 
 
-def merchant_risk_snapshot(labels: pd.DataFrame, as_of, label_delay=DEFAULT_LABEL_DELAY) -> pd.DataFrame:
-    """Every labelled merchant's counts and smoothed rate from the labels usable at ``as_of``.
+@dataclass(frozen=True)
+class MerchantSnapshot:
+    """Count events compacted at ``start_us`` (= as_of - label_delay), valid until ``end_us``.
 
-    The streaming job refreshes this table on an interval and joins it on merchant_key
-    (features.spark_columns.attach_merchant_risk); merchants absent from it are at the prior.
+    ``events`` has COUNT_EVENT_COLUMNS: one base row per merchant and non-zero counter at
+    start_us, then the events in (start_us, end_us]. Small and picklable (broadcast it).
+    """
+
+    events: pd.DataFrame
+    as_of_us: int
+    label_delay_us: int
+    start_us: int
+    end_us: int
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def _as_of_micros(value, argument: str) -> int:
+    return int(epoch_micros(pd.Series([pd.Timestamp(value)]), argument=argument)[0])
+
+
+def merchant_snapshot(
+    transactions: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    as_of,
+    label_delay=DEFAULT_LABEL_DELAY,
+    valid_for=DEFAULT_SNAPSHOT_VALIDITY,
+) -> MerchantSnapshot:
+    """The stream's merchant table at ``as_of`` (see the module docstring).
 
     Args:
-        labels: output of :func:`normalize_labels` (labels joined to their merchant).
-        as_of: the snapshot time (timestamp; naive means UTC).
-        label_delay: how long after labeled_at a label becomes usable.
-
-    Returns:
-        DataFrame with SNAPSHOT_COLUMNS, one row per merchant, sorted by merchant_key.
+        transactions: the transactions with time in [as_of - label_delay - 30 days - 1 s,
+            as_of - label_delay + valid_for] at least (merchant, merchant_id, transaction_time).
+        labels: output of :func:`normalize_labels` for labels known by as_of - label_delay +
+            valid_for, or None.
+        as_of: the snapshot time (naive means UTC).
+        label_delay: as in training (timedelta or seconds).
+        valid_for: how long after as_of the snapshot stays exact (>= the refresh interval).
     """
-    as_of_us = int(epoch_micros(pd.Series([as_of]), argument="as_of")[0])
-    events = label_count_events(labels, label_delay)
-    usable = events[events["available_us"] <= as_of_us]
-    counts = usable.groupby("merchant_key", sort=True)[["d_labels", "d_frauds"]].sum()
-    counts = counts[counts["d_labels"] > 0]
-    return pd.DataFrame(
-        {
-            "merchant_key": counts.index.to_numpy(object),
-            "merchant_label_count": counts["d_labels"].to_numpy("float64"),
-            "merchant_fraud_count": counts["d_frauds"].to_numpy("float64"),
-            "merchant_fraud_rate": smoothed_fraud_rate(counts["d_frauds"], counts["d_labels"]),
-        }
-    )
+    delay = label_delay_micros(label_delay)
+    as_of_us = _as_of_micros(as_of, "as_of")
+    start, end = as_of_us - delay, as_of_us - delay + label_delay_micros(valid_for)
+    events = count_events(merchant_key(transactions).to_numpy(object),
+                          epoch_micros(transactions["transaction_time"]), labels)
+    time_us = events["time_us"].to_numpy("int64")
+    base = events[time_us <= start].groupby(["merchant_key", "counter"], sort=True)["delta"].sum()
+    base = base[base != 0].reset_index().assign(time_us=start)[COUNT_EVENT_COLUMNS]
+    upcoming = events[(time_us > start) & (time_us <= end)][COUNT_EVENT_COLUMNS]
+    compact = pd.concat([base, upcoming], ignore_index=True)
+    return MerchantSnapshot(compact, as_of_us, delay, start, end)
+
+
+def snapshot_merchant_features(transactions: pd.DataFrame, snapshot: MerchantSnapshot | None) -> pd.DataFrame:
+    """MERCHANT_FEATURES of each transaction from a :func:`merchant_snapshot` (the stream's path).
+
+    Each transaction's window end t - label_delay is clamped to the snapshot's validity range;
+    with no snapshot (None: the job has not read one yet) every count is 0 and every rate the prior.
+    """
+    if snapshot is None or len(transactions) == 0:
+        return features_from_counts(np.zeros((len(transactions), N_COUNTERS), "int64"), transactions.index)
+    e_us = np.clip(epoch_micros(transactions["transaction_time"]) - snapshot.label_delay_us,
+                   snapshot.start_us, snapshot.end_us)
+    counts = counts_at(snapshot.events, merchant_key(transactions).to_numpy(object), e_us)
+    return features_from_counts(counts, transactions.index)
+
+
+merchant_features_from_snapshot = snapshot_merchant_features
