@@ -281,6 +281,24 @@ async def run_clients(settings, schema: str, base: str, name: str, password: str
     return results
 
 
+def uncached_dashboard_ms(settings, schema: str, repeats: int) -> dict:
+    """The dashboard's PostgreSQL work alone, without the portal's 2 s cache (one connection)."""
+    from portal.dashboard import dashboard_numbers
+    from portal.db import connect_on_schema
+
+    conn = connect_on_schema(settings, schema)
+    times = []
+    try:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            dashboard_numbers(conn)
+            conn.rollback()
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        conn.close()
+    return percentiles(times) | {"load": machine_load()}
+
+
 def run(settings, transactions: int = 1_000_000, alerts: int = 20_000, clients: int = 50, seconds: float = 20.0,
         repeats: int = 20, live_alerts: int = 20, keep: bool = False) -> dict:
     """The whole benchmark; returns the results dict (also the JSON written by main)."""
@@ -301,6 +319,7 @@ def run(settings, transactions: int = 1_000_000, alerts: int = 20_000, clients: 
         user_conn.close()
         log_path = RESULTS_DIR / f"portal_{schema}.log"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        result["dashboard_queries_uncached"] = uncached_dashboard_ms(settings, schema, repeats)
         process, base = start_portal(schema, log_path)
         result.update(asyncio.run(run_clients(settings, schema, base, "bench-analyst", password, clients, seconds,
                                               repeats, live_alerts)))
@@ -333,6 +352,8 @@ def summary(result: dict) -> str:
             stats = p95(phase, page) or {}
             lines.append(f"- {phase:10s} {page:9s} p50 {stats.get('p50')} ms, p95 {stats.get('p95')} ms "
                          f"(n={stats.get('n')}; target p95 <= {TARGET_P95_MS:.0f} ms)")
+    raw = result.get("dashboard_queries_uncached") or {}
+    lines.append(f"- dashboard PostgreSQL work without the 2 s cache: p50 {raw.get('p50')} ms, p95 {raw.get('p95')} ms")
     delivery = p95("live", "delivery_seconds") or {}
     lines.append(f"- live delivery commit -> event: p50 {delivery.get('p50')} s, p95 {delivery.get('p95')} s, "
                  f"missing {p95('live', 'events_missing')} of {p95('live', 'events_expected')}")

@@ -23,6 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from portal import routes_alerts, routes_auth, routes_insights
+from portal.cache import TTLCache
 from portal.dashboard import SlowFacts
 from portal.db import ConnectionPool
 from portal.live import LiveAlerts
@@ -55,6 +56,7 @@ class PortalState:
     templates: object
     live: LiveAlerts | None
     slow_facts: SlowFacts
+    cache: TTLCache
 
 
 def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
@@ -64,7 +66,8 @@ def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
     pool = ConnectionPool(settings, config.pg_schema)
     live = LiveAlerts(settings, config.pg_schema,
                       lambda row: routes_alerts.render_live_row(jinja, row)) if config.live else None
-    portal = PortalState(settings, config, pool, jinja, live, SlowFacts(settings, config.slow_facts_interval))
+    portal = PortalState(settings, config, pool, jinja, live, SlowFacts(settings, config.slow_facts_interval),
+                         TTLCache())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -139,11 +139,12 @@ def throughput_per_minute(conn, since: timedelta) -> list[dict[str, Any]]:
 
 
 def streaming_latency_series(conn, since: timedelta) -> list[dict[str, Any]]:
-    """The scoring job's per-micro-batch end-to-end latency p50/p95 (monitoring_metrics)."""
+    """Per minute, the mean of the scoring job's micro-batch end-to-end latency p50 and p95
+    (monitoring_metrics ``latency_p50_seconds`` / ``latency_p95_seconds``; keys minute, metric_name, seconds)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT recorded_at, metric_name, metric_value FROM monitoring_metrics "
-                    "WHERE metric_name IN ('latency_p50_seconds', 'latency_p95_seconds') "
-                    "AND source = 'streaming' AND recorded_at >= now() - %s ORDER BY recorded_at", (since,))
+        cur.execute("SELECT date_trunc('minute', recorded_at) AS minute, metric_name, avg(metric_value) AS seconds "
+                    "FROM monitoring_metrics WHERE metric_name IN ('latency_p50_seconds', 'latency_p95_seconds') "
+                    "AND source = 'streaming' AND recorded_at >= now() - %s GROUP BY 1, 2 ORDER BY 1", (since,))
         return _rows(cur)
 
 

@@ -42,7 +42,7 @@ def _queue(request: Request, filters: AlertFilters) -> dict:
     with state(request).pool.connection() as conn:
         rows, more = queries.alert_queue(conn, filters)
         counts = queries.queue_counts(conn)
-        choices = queries.filter_choices(conn)
+        choices = state(request).cache.get("filter_choices", 60.0, lambda: queries.filter_choices(conn))
     older = None
     if more and rows:
         from portal.filters import Cursor
