@@ -62,7 +62,7 @@ class Setting:
 
 
 KAFKA, POSTGRES, REDIS, FEATURE_STORE = "Kafka", "PostgreSQL", "Redis", "Online feature store"
-MLFLOW, PORTAL, LOCAL = "MLflow and the served model", "Analyst portal", "Local state"
+MLFLOW, PORTAL, MONITORING, LOCAL = "MLflow and the served model", "Analyst portal", "Monitoring", "Local state"
 JUPYTER, BOOTSTRAP, SPARK = "Jupyter", "optional: first model", "optional: Spark"
 IMAGES, HOST_PORTS = "optional: image and host", "optional: host ports"
 _CONTAINERS_ONLY = {"local_stack": False}
@@ -115,6 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------ the analyst portal
     Setting("PORTAL_PORT", "8050", "port of the analyst portal on 127.0.0.1", PORTAL, "portal_port", int,
             containers=False),
+    # ------------------------------------------------------------ monitoring
+    Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
+            "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),
     # ------------------------------------------------------------ where the local state lives (read, not written)
     Setting("FRAUDOPS_STATE_DIR", ".stack", "folder of the local stack's data, logs, PIDs and checkpoints "
             "(relative: to the repository)", LOCAL, "state_dir", Path, local_stack=False, containers=False),
