@@ -95,6 +95,17 @@ def test_card_precision_counts_distinct_cards_per_day_and_divides_by_k():
     assert result["days"] == 2
 
 
+def test_card_precision_removes_cards_already_known_compromised():
+    # day 1: card a is investigated and found fraudulent; on day 2 it is blocked, so it leaves the
+    # ranking: the top-1 of day 2 is b (genuine) instead of a second hit on a
+    day1 = _day_rows("2024-01-01", [("a", 0.9, 1), ("b", 0.1, 0)])
+    day2 = _day_rows("2024-01-02", [("a", 0.95, 1), ("b", 0.5, 0)])
+    rows = pd.concat([day1, day2])
+    assert card_precision_at_k(rows, k=1)["card_precision_at_k"] == pytest.approx(0.5)
+    assert card_precision_at_k(rows, k=1)["card_precision_at_k_best"] == pytest.approx(0.5)
+    assert card_precision_at_k(rows, k=1, remove_known_compromised=False)["card_precision_at_k"] == 1.0
+
+
 def test_card_precision_a_card_with_any_fraud_that_day_is_fraudulent():
     rows = _day_rows("2024-01-01", [("a", 0.1, 1), ("a", 0.95, 0), ("b", 0.5, 0)])
     assert card_precision_at_k(rows, k=1)["card_precision_at_k"] == 1.0
