@@ -46,6 +46,8 @@ def line_chart(series: dict[str, Sequence[tuple[datetime, float]]], title: str, 
         coords = " ".join(xy(t, v) for t, v in values if v is not None)
         color = COLORS[i % len(COLORS)]
         body.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
+        body += [f'<circle cx="{xy_text.split(",")[0]}" cy="{xy_text.split(",")[1]}" r="2.5" fill="{color}"/>'
+                 for xy_text in coords.split()]
         body.append(f'<text x="{WIDTH - PAD - 110 * (len(series) - i - 1)}" y="14" text-anchor="end" '
                     f'fill="{color}">{escape(name)}</text>')
     return _frame("".join(body), title)

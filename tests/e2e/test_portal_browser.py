@@ -17,6 +17,7 @@ import uuid
 
 import pandas as pd
 import pytest
+from selenium.webdriver.common.by import By
 
 from fraudops.contract.messages import serialize_message
 from tests import portal_support as portal
@@ -49,12 +50,20 @@ def browser(profile_dir):
 
 
 def browser_login(driver, base_url, name, password):
-    from selenium.webdriver.common.by import By
-
     driver.get(base_url + "/login")
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login-button").click()
+    submit_and_wait(driver, By.ID, "login-button")
+
+
+def submit_and_wait(driver, by, value):
+    """Click and wait until the browser has left the current page (the next one is loading or loaded)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, value).click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(page))
 
 
 def flagged_target(model_name, history):
@@ -92,8 +101,6 @@ def one(pg_conn, sql, params=()):
 
 @pytest.mark.timeout(1800)
 def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings, pg_conn, unique_name, tmp_path):
-    from selenium.webdriver.common.by import By
-
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nscreenshots: {shots}")
@@ -104,7 +111,7 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
     ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
     for (name, password), role in ((ANALYST, "analyst"), (VIEWER, "viewer"), (EVE, "analyst")):
         assert portal.add_user(ns.pg_schema, name, role, password).returncode == 0
-    site = portal.start_portal(ns.pg_schema, tmp_path / "portal.log")
+    site = portal.start_portal(ns.pg_schema, tmp_path / "portal.log", env={"MODEL_NAME": model_name})
     job = support.spark_submit(ns, model_name, tmp_path / "job.log")
     driver = browser(tmp_path / "chromium-profile")
     try:
@@ -138,12 +145,12 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
               "(poll every 0.05 s)")
         driver.save_screenshot(str(shots / "2_queue_live_alert.png"))
 
-        driver.find_element(By.LINK_TEXT, tid).click()
+        submit_and_wait(driver, By.LINK_TEXT, tid)
         assert_eventually(lambda: driver.find_element(By.ID, "alert-status").text == "pending", timeout=30)
         assert "no reasons recorded" in driver.find_element(By.ID, "reasons").text  # this job writes none yet
         driver.save_screenshot(str(shots / "3_alert_detail.png"))
         driver.find_element(By.ID, "note").send_keys("customer confirmed the card was stolen")
-        driver.find_element(By.ID, "confirm-button").click()
+        submit_and_wait(driver, By.ID, "confirm-button")
         assert_eventually(lambda: driver.find_element(By.ID, "review-result").text == "Review recorded.", timeout=30)
         assert driver.find_element(By.ID, "alert-status").text == "confirmed"
         driver.save_screenshot(str(shots / "4_alert_confirmed.png"))
@@ -158,10 +165,13 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
                             "AND actor = %s AND details->>'transaction_id' = %s AND details->>'status' = 'confirmed'",
                    (ANALYST[0], tid)) == (1,)
 
-        for name, path in (("5_dashboard", "/dashboard"), ("6_models", "/models")):
-            driver.get(site.base_url + path)
-            assert driver.find_elements(By.TAG_NAME, "h1")
-            driver.save_screenshot(str(shots / f"{name}.png"))
+        driver.get(site.base_url + "/models")
+        assert driver.find_element(By.ID, "production").text == "v1"  # the test's model (MODEL_NAME)
+        driver.save_screenshot(str(shots / "6_models.png"))
+        driver.get(site.base_url + "/dashboard")
+        assert_eventually(lambda: driver.find_element(By.ID, "production-version").text == "v1", timeout=60,
+                          interval=1.0, message="dashboard shows the Production version (background refresh)")
+        driver.save_screenshot(str(shots / "5_dashboard.png"))
 
         viewer_is_refused(driver, site.base_url, tid, shots)
         ten_wrong_passwords_throttle(driver, site.base_url, shots)
@@ -182,8 +192,6 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
 
 def viewer_is_refused(driver, base_url, tid, shots):
     """The viewer sees no review form; a review posted anyway (a hand-made form) gets 403."""
-    from selenium.webdriver.common.by import By
-
     driver.delete_all_cookies()
     browser_login(driver, base_url, *VIEWER)
     driver.get(f"{base_url}/alerts/{tid}")
@@ -201,8 +209,6 @@ def viewer_is_refused(driver, base_url, tid, shots):
 
 
 def ten_wrong_passwords_throttle(driver, base_url, shots):
-    from selenium.webdriver.common.by import By
-
     driver.delete_all_cookies()
     for attempt in range(10):
         browser_login(driver, base_url, EVE[0], f"not-the-password-{attempt}")
