@@ -80,7 +80,8 @@ def timeline(events: Sequence[tuple[datetime, str]], title: str) -> Markup:
     for i, (t, label) in enumerate(sorted(events)):
         x = PAD + (t.timestamp() - t0) / span * (WIDTH - 2 * PAD)
         dy = -14 if i % 2 == 0 else 26
+        anchor = "start" if x < 90 else "end" if x > WIDTH - 90 else "middle"  # keep the text inside
         body.append(f'<circle cx="{x:.1f}" cy="{y}" r="5" fill="{COLORS[0]}"/>'
-                    f'<text x="{x:.1f}" y="{y + dy}" text-anchor="middle">{escape(label)}</text>'
-                    f'<text x="{x:.1f}" y="{y + dy + 12}" text-anchor="middle" class="muted">{t:%m-%d %H:%M}</text>')
+                    f'<text x="{x:.1f}" y="{y + dy}" text-anchor="{anchor}">{escape(label)}</text>'
+                    f'<text x="{x:.1f}" y="{y + dy + 12}" text-anchor="{anchor}" class="muted">{t:%m-%d %H:%M}</text>')
     return _frame("".join(body), title)
