@@ -24,7 +24,6 @@ from features.merchant import (
     normalize_labels,
 )
 from features.spark_columns import (
-    attach_merchant_risk,
     check_utc_session,
     merchant_key_column,
     require_columns,
@@ -60,7 +59,7 @@ def _labels_with_merchant(
         time_column = next((c for c in LABEL_TIME_COLUMNS if c in labels_df.columns), None)
         if time_column is None:
             raise ValueError(f"labels_df needs one of {list(LABEL_TIME_COLUMNS)}; has {labels_df.columns}")
-        merchants = df.select("transaction_id", "merchant", "merchant_id")
+        merchants = df.select("transaction_id", "merchant", "merchant_id", "transaction_time")
         return labels_df.select(
             "transaction_id",
             F.col("is_fraud").cast("int").alias("is_fraud"),
@@ -73,14 +72,23 @@ def _labels_with_merchant(
             F.col("label_time").alias("labeled_at"),
             "merchant",
             "merchant_id",
+            "transaction_time",
         )
     return None
 
 
-def _merchant_features(df: DataFrame, labels: DataFrame, label_delay) -> DataFrame:
+def _merchant_features(df: DataFrame, labels: DataFrame | None, label_delay) -> DataFrame:
+    """Per merchant (all its transactions and labels in one group): the training function."""
     keyed = df.withColumn(_KEY, merchant_key_column())
     schema = schema_with_features(keyed.schema, MERCHANT_FEATURES)
     columns = schema.fieldNames()
+    if labels is None:  # transaction counts still apply; every fraud count is 0
+
+        def unlabelled(transactions: pd.DataFrame) -> pd.DataFrame:
+            feats = merchant_features_point_in_time(transactions, None, label_delay)
+            return pd.concat([transactions, feats], axis=1)[columns]
+
+        return keyed.groupBy(_KEY).applyInPandas(unlabelled, schema).drop(_KEY)
 
     def per_merchant(transactions: pd.DataFrame, merchant_labels: pd.DataFrame) -> pd.DataFrame:
         known = normalize_labels(merchant_labels) if len(merchant_labels) else None
@@ -117,8 +125,5 @@ def add_features_spark(
     input_columns = list(df.columns)
     featured = _user_features(with_optional_spark_columns(df))
     labels = _labels_with_merchant(featured, labels_df, use_history_labels)
-    if labels is None:
-        featured = attach_merchant_risk(featured, None)
-    else:
-        featured = _merchant_features(featured, labels, label_delay)
+    featured = _merchant_features(featured, labels, label_delay)
     return select_output(featured, input_columns)

@@ -7,12 +7,13 @@ module imports pyspark but starts nothing.
 
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, OPTIONAL_INPUT_COLUMNS
-from features.merchant import MERCHANT_FEATURES, smoothed_fraud_rate
+from features.merchant import MERCHANT_FEATURES
 from features.user_state import SEEN_KINDS, UserState
 
 _STATE_FIELD_TYPES = {
@@ -87,46 +88,33 @@ def merchant_key_column(columns: list[str] | None = None) -> Column:
     return F.coalesce(F.col("merchant_id").cast(T.StringType()), name)
 
 
-def attach_merchant_risk(df: DataFrame, merchant_risk: DataFrame | None = None) -> DataFrame:
-    """Set MERCHANT_FEATURES of ``df`` from a merchant-risk snapshot (replacing any present).
-
-    Works on a streaming DataFrame (stream-static broadcast join) or on a micro-batch inside
-    foreachBatch (join a freshly loaded snapshot there to pick up new labels).
+def attach_merchant_risk(df: DataFrame, merchant_risk=None) -> DataFrame:
+    """Set MERCHANT_FEATURES of ``df`` from a merchant snapshot (replacing any present).
 
     Args:
-        df: rows with merchant and merchant_id columns.
-        merchant_risk: a Spark DataFrame of features.merchant.merchant_risk_snapshot output
-            (merchant_key, merchant_label_count, merchant_fraud_rate, ...), or None: every
-            merchant at the prior (no labels known).
+        df: rows with merchant, merchant_id and transaction_time columns (batch or streaming).
+        merchant_risk: a features.merchant.MerchantSnapshot (evaluated at each row's time by
+            features.merchant.snapshot_merchant_features, the stream's function), or None:
+            every count 0 and every rate the prior (nothing read yet).
 
     Returns:
         ``df`` with its columns in the same order (the merchant features appended if absent).
     """
+    from features.merchant import snapshot_merchant_features
+
     columns = df.columns + [name for name in MERCHANT_FEATURES if name not in df.columns]
-    return _with_merchant_risk(df.drop(*MERCHANT_FEATURES), merchant_risk).select(*columns)
+    base = df.drop(*MERCHANT_FEATURES)
+    schema = schema_with_features(base.schema, MERCHANT_FEATURES)
+    if "merchant_id" not in base.columns:
+        base = base.withColumn("merchant_id", F.lit(None).cast(T.StringType()))
+        schema = schema_with_features(base.schema, MERCHANT_FEATURES)
+    names = schema.fieldNames()
 
+    def with_features(batches):
+        for batch in batches:
+            yield pd.concat([batch, snapshot_merchant_features(batch, merchant_risk)], axis=1)[names]
 
-def _with_merchant_risk(base: DataFrame, merchant_risk: DataFrame | None) -> DataFrame:
-    no_labels_rate = float(smoothed_fraud_rate(0.0, 0.0))
-    if merchant_risk is None:
-        return base.withColumn("merchant_fraud_rate", F.lit(no_labels_rate)).withColumn(
-            "merchant_label_count", F.lit(0.0)
-        )
-    require_columns(
-        merchant_risk, ["merchant_key", "merchant_label_count", "merchant_fraud_rate"], "merchant_risk"
-    )
-    risk = merchant_risk.select(
-        F.col("merchant_key").alias("_risk_merchant_key"),
-        F.col("merchant_fraud_rate").cast(T.DoubleType()).alias("_risk_rate"),
-        F.col("merchant_label_count").cast(T.DoubleType()).alias("_risk_count"),
-    )
-    key = merchant_key_column(base.columns)
-    joined = base.join(F.broadcast(risk), key == F.col("_risk_merchant_key"), "left")
-    return (
-        joined.withColumn("merchant_fraud_rate", F.coalesce(F.col("_risk_rate"), F.lit(no_labels_rate)))
-        .withColumn("merchant_label_count", F.coalesce(F.col("_risk_count"), F.lit(0.0)))
-        .drop("_risk_merchant_key", "_risk_rate", "_risk_count")
-    )
+    return base.mapInPandas(with_features, schema).select(*columns)
 
 
 def select_output(df: DataFrame, input_columns: list[str]) -> DataFrame:
