@@ -72,8 +72,8 @@ def build_raw_transactions_suite() -> dict[str, Any]:
             exps += _string_expectations(spec.name, spec.required)
     exps.append(expectation("expect_column_values_to_be_unique", "transaction_id is unique", column=ID_COLUMN))
     exps.append(expectation("expect_column_values_to_be_in_type_list", "amount is a number", column="amount", type_list=AMOUNT_TYPES))
-    exps.append(expectation("expect_column_values_to_be_between", "amount finite, > 0, <= MAX_AMOUNT", column="amount",
-                            min_value=0, strict_min=True, max_value=MAX_AMOUNT))
+    exps.append(expectation("expect_column_values_to_be_between", "amount finite, >= 0 (zero-amount verifications), <= MAX_AMOUNT",
+                            column="amount", min_value=0, max_value=MAX_AMOUNT))
     exps.append(expectation("expect_column_values_to_be_between", "not before 2000, not beyond now + MAX_FUTURE_SKEW",
                             column="transaction_time", min_value=MIN_TRANSACTION_TIME.isoformat(),
                             max_value={"$PARAMETER": MAX_TIME_PARAMETER}))
@@ -88,7 +88,7 @@ def _numeric_range(name: str) -> tuple[float | None, float]:
         return 0, 1
     if name == "hour":
         return 0, 23
-    if name == "merchant_fraud_rate":
+    if name.startswith("merchant_fraud_rate"):
         return 0, 1
     if name == "user_seconds_since_prev":
         return 0, NO_PREVIOUS_SECONDS
