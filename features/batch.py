@@ -191,9 +191,9 @@ def utc_times(values: pd.Series) -> pd.Series:
     """Timestamps as datetime64[ns, UTC]: naive means UTC, aware converted, ISO strings parsed;
     NaT where a value is missing or unparseable."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    if np.issubdtype(values.dtype, np.datetime64):
-        return values.dt.tz_localize("UTC")
+        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     numeric = values.map(lambda v: isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool))
     parsed = pd.to_datetime(values.where(~numeric), utc=True, format="ISO8601", errors="coerce")
     return parsed.astype("datetime64[ns, UTC]")
@@ -278,7 +278,8 @@ def clean_transactions(transactions: pd.DataFrame, argument: str = "transactions
     cleaned.update(_label_columns(transactions, reasons, notes))
     valid = reasons.isna()
     reasons[valid & cleaned["transaction_id"].where(valid).duplicated(keep="first")] = "duplicate_transaction_id"
-    if np.issubdtype(transactions["transaction_time"].dtype, np.datetime64):
+    time_dtype = transactions["transaction_time"].dtype
+    if not isinstance(time_dtype, pd.DatetimeTZDtype) and pd.api.types.is_datetime64_dtype(time_dtype):
         notes["naive_transaction_time_read_as_utc"] = int(valid.sum())
     kept = reasons.isna()
     out = transactions.loc[kept].assign(**{name: column[kept] for name, column in cleaned.items()})
