@@ -9,3 +9,7 @@ class DataValidationError(ValueError):
 
 class InsufficientDataError(ValueError):
     """Too few rows for a meaningful result (e.g. a drift check on an almost empty window)."""
+
+
+class DegenerateModelError(ValueError):
+    """A trained model that must never be a candidate (threshold >= 0.99, or no fraud in validation)."""

@@ -18,6 +18,7 @@ from typing import Any
 DEFAULT_EXPERIMENT = "fraud-detection"
 DEFAULT_DATA = "data/history.parquet"
 DEFAULT_MODEL_TYPE = "hist_gradient_boosting"
+DEFAULT_LABEL_DELAY = "1h"  # = features.definition.DEFAULT_LABEL_DELAY_SECONDS (a unit test checks it)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -43,6 +44,24 @@ def whole_number(value: str) -> int:
     if not number.is_integer():
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
     return int(number)
+
+
+def label_delay_seconds(value: Any, argument: str = "label_delay") -> float:
+    """A label delay given as a duration (``30m``, ``1h``, ``7d``), ``0``, or seconds, in seconds.
+
+    Raises:
+        ValueError: naming ``argument`` when the value is neither.
+    """
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        from monitoring.windows import parse_duration
+
+        return parse_duration(text, argument).total_seconds()
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{argument}={value!r} must be a duration like 1h or a number of seconds >= 0")
+    return seconds
 
 
 def defaults_of(function: Callable[..., Any]) -> dict[str, Any]:

@@ -226,9 +226,12 @@ def run_drift_check(
     path = result.save_html(report_file(reports_dir, version.name, version.version, datetime.now(UTC)))
     check = DriftCheck(result, version.name, str(version.version), parsed.text, labelled_performance(rows), path, None)
     if log_to_mlflow:
-        params = {"window": parsed.text, "model_uri": model_uri or settings.model_uri, "model_version": version.version,
-                  "pg_schema": pg_schema, "drift_share_threshold": drift_share, "column_threshold": column_threshold,
-                  "min_rows": min_rows, "max_rows": max_rows}
+        # names differ from the entry point's parameters: `mlflow run` logged those already, as given
+        # (model_uri as ''), and MLflow refuses to change a param's value
+        params = {"checked_window": parsed.text, "reference_model_uri": model_uri or settings.model_uri,
+                  "model_version": version.version, "checked_schema": pg_schema, "drift_share_threshold": drift_share,
+                  "column_drift_threshold": column_threshold, "window_min_rows": min_rows,
+                  "window_max_rows": max_rows}
         check = DriftCheck(**{**check.__dict__, "run_id": log_run(check, params, experiment)})
     record_check(settings, pg_schema, check)
     return check

@@ -32,6 +32,7 @@ import pandas as pd
 
 from pipelines.common import (
     DEFAULT_DATA,
+    DEFAULT_LABEL_DELAY,
     cli_text,
     configure_logging,
     defaults_of,
@@ -104,9 +105,9 @@ def build_holdout(featurized: pd.DataFrame, test_start=None, test_end=None) -> H
     return Holdout(rows, start, end)
 
 
-def load_holdout(data: str, test_start=None, test_end=None) -> Holdout:
+def load_holdout(data: str, test_start=None, test_end=None, label_delay: str | float = DEFAULT_LABEL_DELAY) -> Holdout:
     """Read labelled history, compute features on all of it, slice the evaluation period."""
-    return build_holdout(featurize_history(load_history(data)), test_start, test_end)
+    return build_holdout(featurize_history(load_history(data), label_delay), test_start, test_end)
 
 
 def load_scoring_model(model_uri: str, client=None) -> ScoringModel:
@@ -224,7 +225,7 @@ def log_evaluation(result: EvaluationResult, data: str) -> str:
 
 def evaluate_model(model_uri: str | None = None, data: str = DEFAULT_DATA, test_start=None,
                    test_end=None, experiment_name: str = DEFAULT_EXPERIMENT, output_dir: str | Path | None = None,
-                   settings=None) -> EvaluationResult:
+                   label_delay: str = DEFAULT_LABEL_DELAY, settings=None) -> EvaluationResult:
     """Evaluate ``model_uri`` on the period of ``data``, log the run, optionally write the report locally.
 
     Args:
@@ -233,6 +234,8 @@ def evaluate_model(model_uri: str | None = None, data: str = DEFAULT_DATA, test_
         test_start, test_end: the period (ISO; empty: the last 20% of the history).
         experiment_name: MLflow experiment of the evaluation run.
         output_dir: also write report.json/report.md/scored_rows.parquet here.
+        label_delay: how long after a transaction its label is known (``1h``, ``7d``): the
+            merchant features of the holdout use a label only from then on.
         settings: fraudops Settings (default: load_settings()).
     """
     from fraudops.modeling.registry import configure_tracking
@@ -241,7 +244,7 @@ def evaluate_model(model_uri: str | None = None, data: str = DEFAULT_DATA, test_
     settings = settings or load_settings()
     configure_tracking(settings)
     use_experiment(experiment_name)
-    result = evaluate_on_holdout(model_uri or settings.model_uri, load_holdout(data, test_start, test_end))
+    result = evaluate_on_holdout(model_uri or settings.model_uri, load_holdout(data, test_start, test_end, label_delay))
     result.run_id = log_evaluation(result, data)
     if output_dir:
         write_report(result, Path(output_dir))
@@ -256,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=defaults["data"])
     parser.add_argument("--test-start", default=cli_text(defaults["test_start"]))
     parser.add_argument("--test-end", default=cli_text(defaults["test_end"]))
+    parser.add_argument("--label-delay", default=defaults["label_delay"],
+                        help="how long after a transaction its label is known (30m, 1h, 7d)")
     parser.add_argument("--experiment", default=defaults["experiment_name"])
     parser.add_argument("--output-dir", default=cli_text(defaults["output_dir"]), help="also write the report here")
     return parser
@@ -265,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> EvaluationResult:
     configure_logging()
     args = build_parser().parse_args(argv)
     result = evaluate_model(args.model_uri or None, args.data, args.test_start, args.test_end,
-                            args.experiment, args.output_dir or None)
+                            args.experiment, args.output_dir or None, args.label_delay)
     print(report_markdown(build_report(result)))
     return result
 

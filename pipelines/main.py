@@ -105,33 +105,48 @@ def record_summary(run_id: str | None, result: PipelineResult, settings) -> str:
     return run_id
 
 
+def train_or_tune(model_type: str, data: str, tune_evals: int, settings) -> tuple[str, str]:
+    """(run id, registered version) of pipelines.train's model, or of pipelines.tune's best when
+    ``tune_evals`` > 0 (the search across families of ``model_type``; ``all`` with the default type)."""
+    from pipelines.train import train_model
+    from pipelines.tune import ALL_FAMILIES, tune_model
+
+    if tune_evals > 0:
+        searched = ALL_FAMILIES if model_type == DEFAULT_MODEL_TYPE else model_type
+        tuned = tune_model(searched, data, max_evals=tune_evals, settings=settings)
+        return tuned.run_id, tuned.version
+    trained = train_model(model_type, data=data, settings=settings)
+    return trained.run_id, trained.version
+
+
 def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = DEFAULT_MODEL_TYPE,
                  data: str | Path = DEFAULT_DATA, fraud_ratio: float = DEFAULT_FRAUD_RATIO, seed: int = 42,
-                 settings=None) -> PipelineResult:
+                 tune_evals: int = 0, settings=None) -> PipelineResult:
     """Run every step; each step's failure stops the chain with its own error.
 
     Args:
         days, customers, fraud_ratio, seed: the generated history.
         model_type: what pipelines.train fits.
         data: where the history is written.
+        tune_evals: > 0: train the best of a pipelines.tune search with this many trials (across
+            families when ``model_type`` is the default) instead of ``model_type``'s defaults.
         settings: fraudops Settings (default load_settings()).
     """
     from fraudops.modeling.registry import configure_tracking
     from fraudops.settings import load_settings
     from pipelines.evaluate import evaluate_on_holdout, load_holdout, log_evaluation
     from pipelines.promote import promote_version
-    from pipelines.train import train_model
 
     settings = settings or load_settings()
     configure_tracking(settings)
     with steps_in_own_runs() as main_run_id:
         path = generate_and_validate(days, customers, fraud_ratio, seed, Path(data))
-        trained = train_model(model_type, data=str(path), settings=settings)
+        run_id, version = train_or_tune(model_type, str(path), tune_evals, settings)
         holdout = load_holdout(str(path))
-        evaluation = evaluate_on_holdout(f"models:/{settings.model_name}/{trained.version}", holdout)
+        evaluation = evaluate_on_holdout(f"models:/{settings.model_name}/{version}", holdout)
         evaluation.run_id = log_evaluation(evaluation, str(path))
-        outcome = promote_version(trained.version, str(path), dry_run=False, holdout=holdout, settings=settings)
-    result = PipelineResult(path, trained.run_id, trained.version, evaluation.run_id, evaluation.metrics,
+        outcome = promote_version(version, str(path), dry_run=False, holdout=holdout, settings=settings)
+    result = PipelineResult(path, run_id, version, evaluation.run_id, evaluation.metrics,
                             outcome.decision.explain(), outcome.applied_stage)
     record_summary(main_run_id, result, settings)
     return result
@@ -146,13 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(defaults["data"]))
     parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"])
     parser.add_argument("--seed", type=whole_number, default=defaults["seed"])
+    parser.add_argument("--tune-evals", type=whole_number, default=defaults["tune_evals"],
+                        help="> 0: train the best of a hyperopt search with this many trials")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> PipelineResult:
     configure_logging()
     args = build_parser().parse_args(argv)
-    result = run_pipeline(args.days, args.customers, args.model_type, args.data, args.fraud_ratio, args.seed)
+    result = run_pipeline(args.days, args.customers, args.model_type, args.data, args.fraud_ratio, args.seed,
+                          args.tune_evals)
     m = result.test_metrics
     print(f"data {result.data}; version {result.version}; test AUC {m['auc_roc']:.4f} AP {m['average_precision']:.4f} "
           f"CP@100 {m['card_precision_at_100']:.4f}; {result.decision}")

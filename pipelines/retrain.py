@@ -42,15 +42,17 @@ import numpy as np
 import pandas as pd
 
 from fraudops.contract.messages import TRANSACTION_COLUMNS
-from fraudops.errors import DataValidationError
+from fraudops.errors import DataValidationError, DegenerateModelError
 from monitoring.storage import connect_schema, insert_audit, read_frame
 from monitoring.windows import parse_duration
 from pipelines.common import (
     DEFAULT_EXPERIMENT,
+    DEFAULT_LABEL_DELAY,
     DEFAULT_MODEL_TYPE,
     cli_text,
     configure_logging,
     defaults_of,
+    label_delay_seconds,
     parse_bool,
     start_step_run,
     use_experiment,
@@ -61,6 +63,7 @@ from pipelines.splits import DEFAULT_VALIDATION_FRACTION, DEFAULT_WARMUP_DAYS, M
 log = logging.getLogger("pipelines.retrain")
 
 AUDIT_EVENT = "model_retrained"
+REFUSED_EVENT = "model_retrain_refused"
 AUDIT_ACTOR = "pipelines.retrain"
 RAW_SUITE, FEATURE_SUITE = "raw_transactions", "feature_table"
 ORIGIN_COLUMN = "origin"  # "database" or "history"
@@ -190,11 +193,13 @@ def validate(frame: pd.DataFrame, suite: str) -> None:
     log.info("%s: %d rows passed %d expectations", suite, outcome.rows, outcome.evaluated_expectations)
 
 
-def featurize(data: TrainingData) -> pd.DataFrame:
-    """Features of every row (labels as known), then the labelled rows only, with ``is_fraud``."""
+def featurize(data: TrainingData, label_delay_seconds: float = 3600.0) -> pd.DataFrame:
+    """Features of every row (a label usable ``label_delay_seconds`` after it is known), then the
+    labelled rows only, with ``is_fraud``."""
     from features.batch import compute_features
 
-    featurized = compute_features(data.transactions.drop(columns=["label", ORIGIN_COLUMN]), labels=data.labels)
+    featurized = compute_features(data.transactions.drop(columns=["label", ORIGIN_COLUMN]), labels=data.labels,
+                                  label_delay=label_delay_seconds)
     labelled = data.transactions["label"].notna().to_numpy()
     out = featurized.loc[labelled].copy()
     out["is_fraud"] = data.transactions.loc[labelled, "label"].astype("int64").to_numpy()
@@ -244,19 +249,19 @@ def retrain_split(times: pd.Series, recent_times: pd.Series, holdout_fraction: f
     return TimeSplit(first, train_start, validation_start, train_end, test_start, test_end)
 
 
-def prepare(data: TrainingData, holdout_fraction: float, gap: timedelta):
+def prepare(data: TrainingData, holdout_fraction: float, gap: timedelta, label_delay_seconds: float = 3600.0):
     """Validate, featurize, validate the features, and split: pipelines.train.PreparedData."""
     from pipelines.splits import split_frames
     from pipelines.train import PreparedData
 
     validate(data.transactions[TRANSACTION_COLUMNS], RAW_SUITE)
-    featurized = featurize(data)
+    featurized = featurize(data, label_delay_seconds)
     validate(featurized, FEATURE_SUITE)
     recent = featurized.loc[featurized[ORIGIN_COLUMN] == "database", "transaction_time"]
     split = retrain_split(featurized["transaction_time"], recent, holdout_fraction, gap)
     counts = data.counts()
     source = f"postgres({counts['database_rows']} rows) + history({counts['history_rows']} rows)"
-    return PreparedData(featurized, split, split_frames(featurized, split), source)
+    return PreparedData(featurized, split, split_frames(featurized, split), source, label_delay_seconds)
 
 
 # --- the step -----------------------------------------------------------------------------------
@@ -319,7 +324,7 @@ def retrain(pg_schema: str = "public", history: str = "", model_name: str | None
             label_maturity: str | None = "1h", db_window: str | None = "30d", promote: bool = True,
             if_drift: bool = False, drift_max_age: str = "24h", policy: PromotionPolicy = DEFAULT_POLICY,
             params: dict | None = None, experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42,
-            settings=None) -> RetrainResult:
+            label_delay: str = DEFAULT_LABEL_DELAY, settings=None) -> RetrainResult:
     """Build the training set, train and register a candidate, and run the promotion gate.
 
     Args:
@@ -338,10 +343,14 @@ def retrain(pg_schema: str = "public", history: str = "", model_name: str | None
         params: estimator hyperparameters.
         experiment_name: MLflow experiment of the runs.
         seed: random seed of the estimator.
+        label_delay: how long after a transaction its label is known (``1h``, ``7d``); the
+            merchant features use a label only from then on; recorded on the candidate version.
         settings: fraudops Settings (default load_settings()).
 
     Raises:
-        DataValidationError: a Great Expectations suite failed; ValueError: bad arguments or data.
+        DataValidationError: a Great Expectations suite failed; ValueError: bad arguments or data;
+        DegenerateModelError (a ValueError): the candidate's threshold is >= 0.99 or the validation
+        period held no fraud: nothing is registered, audit_log gets ``model_retrain_refused``.
     """
     from fraudops.settings import load_settings
 
@@ -353,16 +362,31 @@ def retrain(pg_schema: str = "public", history: str = "", model_name: str | None
         log.info("retrain skipped: %s", reason)
         return RetrainResult(True, reason)
     data = load_training_data(settings, pg_schema, history, window, maturity)
-    prepared = prepare(data, holdout_fraction, gap_delta)
+    prepared = prepare(data, holdout_fraction, gap_delta, label_delay_seconds(label_delay))
     name = model_name or settings.model_name
     run_params = {"pg_schema": pg_schema, "history": history, "holdout_fraction": holdout_fraction, "gap": gap,
                   "label_maturity": str(label_maturity), "db_window": str(db_window), "model_name": name}
-    run_id, trained, outcome = train_and_gate(prepared, data, name, model_type, promote, policy, params,
-                                              experiment_name, seed, settings, run_params)
+    try:
+        run_id, trained, outcome = train_and_gate(prepared, data, name, model_type, promote, policy, params,
+                                                  experiment_name, seed, settings, run_params)
+    except DegenerateModelError as exc:
+        record_refusal(settings, pg_schema, str(exc), data, prepared)
+        raise
     record_retrain(settings, pg_schema, {**outcome.summary(), "run_id": run_id, "training_run_id": trained.run_id,
                                          "data": data.counts(), "split": prepared.split.as_params()})
     return RetrainResult(False, outcome.decision.explain(), run_id, trained.version, outcome, data.counts(),
                          prepared.split)
+
+
+def record_refusal(settings, pg_schema: str, reason: str, data: TrainingData, prepared) -> None:
+    """audit_log ``model_retrain_refused``: why no candidate was registered, with the data counts."""
+    conn = connect_schema(settings, pg_schema)
+    try:
+        insert_audit(conn, REFUSED_EVENT, AUDIT_ACTOR, {"reason": reason, "data": data.counts(),
+                                                        "split": prepared.split.as_params()})
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def _optional_duration(text: str | None, argument: str, none_word: str = "none") -> timedelta | None:
@@ -390,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-drift", default=cli_text(defaults["if_drift"]).lower(),
                    help="true: only when the last drift check found drift")
     p.add_argument("--drift-max-age", default=defaults["drift_max_age"])
+    p.add_argument("--label-delay", default=defaults["label_delay"],
+                   help="how long after a transaction its label is known (30m, 1h, 7d)")
     p.add_argument("--experiment", default=defaults["experiment_name"])
     return p
 
@@ -403,10 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_type=args.model_type, holdout_fraction=args.holdout_fraction, gap=args.gap,
             label_maturity=args.label_maturity, db_window=args.db_window,
             promote=parse_bool(args.promote, "--promote"), if_drift=parse_bool(args.if_drift, "--if-drift"),
-            drift_max_age=args.drift_max_age, experiment_name=args.experiment)
+            drift_max_age=args.drift_max_age, experiment_name=args.experiment, label_delay=args.label_delay)
     except DataValidationError as exc:
         print(f"training data failed validation:\n{exc}", file=sys.stderr)
         return 1
+    except DegenerateModelError as exc:
+        print(f"retrain refused: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,19 +26,23 @@ import math
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fraudops.errors import DegenerateModelError
+from fraudops.jsonutil import strict_value
 from pipelines.common import (
     DEFAULT_EXPERIMENT,
+    DEFAULT_LABEL_DELAY,
     DEFAULT_MODEL_TYPE,
     cli_text,
     configure_logging,
     defaults_of,
+    label_delay_seconds,
     log_finite_metrics,
     parse_bool,
     start_step_run,
@@ -64,6 +68,19 @@ REFERENCE_SAMPLE_ROWS = 20_000
 IMPORTANCE_GENUINE_ROWS = 5_000
 MISSING_OPTIONAL_SHARE = 0.2  # share of fit rows shown as messages without the optional fields
 SCORED_ROW_COLUMNS = ["transaction_id", "user_id", "transaction_time", "amount", "score", "label"]
+MAX_REGISTRABLE_THRESHOLD = 0.99  # a threshold at or above this flags (almost) nothing: never a candidate
+TAG_LABEL_DELAY = "label_delay_seconds"
+
+
+def registration_problem(threshold: float, validation_frauds: int) -> str | None:
+    """Why a model with this threshold must not be registered as a candidate (None: it may)."""
+    if validation_frauds < 1:
+        return ("the validation period holds no fraud, so no decision threshold can be chosen; "
+                "add labelled frauds or a longer history")
+    if not math.isfinite(float(threshold)) or threshold >= MAX_REGISTRABLE_THRESHOLD:
+        return (f"degenerate decision threshold {threshold!r} (>= {MAX_REGISTRABLE_THRESHOLD}): the model "
+                "separates nothing on validation; check the labels and the fraud share of the data")
+    return None
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -103,11 +120,24 @@ def generate_training_history(samples: int, fraud_ratio: float, seed: int = 42) 
     return generate_history(days=DEFAULT_HISTORY_DAYS, customers=customers, fraud_ratio=fraud_ratio, seed=seed)
 
 
-def featurize_history(history: pd.DataFrame) -> pd.DataFrame:
-    """The history's rows plus FEATURE_COLUMNS, point in time (labels usable only once known)."""
-    from features.batch import compute_features
+def featurize_history(history: pd.DataFrame, label_delay: str | float = DEFAULT_LABEL_DELAY) -> pd.DataFrame:
+    """The history's valid rows plus FEATURE_COLUMNS, point in time (a label is usable
+    ``label_delay`` after it is known). Invalid rows are dropped (see :func:`featurize_with_report`)."""
+    return featurize_with_report(history, label_delay)[0]
 
-    return compute_features(history)
+
+def featurize_with_report(history: pd.DataFrame, label_delay: str | float = DEFAULT_LABEL_DELAY):
+    """(featurized valid rows, features.batch.RowReport of the dropped ones with their reasons).
+
+    Rows the message contract refuses (negative amounts, duplicate transaction_ids, bad times,
+    ...) are dropped and counted, never a crash; zero amounts are valid.
+    """
+    from features.batch import compute_training_features
+
+    featurized, report = compute_training_features(history, label_delay=label_delay_seconds(label_delay))
+    if report.rows_out < report.rows_in:
+        log.warning("dropped %d of %d rows: %s", report.rows_in - report.rows_out, report.rows_in, report.dropped)
+    return featurized.reset_index(drop=True), report
 
 
 @dataclass(frozen=True)
@@ -118,10 +148,13 @@ class PreparedData:
     split: TimeSplit
     frames: SplitFrames
     source: str
+    label_delay_seconds: float = 3600.0
+    row_report: Any = None  # features.batch.RowReport of the rows dropped while loading
 
 
 def prepare_data(data: str = "", samples: int = 0, fraud_ratio: float = DEFAULT_FRAUD_RATIO, seed: int = 42,
-                 train_end=None, test_start=None, test_end=None, gap_days: float = 2.0) -> PreparedData:
+                 train_end=None, test_start=None, test_end=None, gap_days: float = 2.0,
+                 label_delay: str | float = DEFAULT_LABEL_DELAY) -> PreparedData:
     """Load (or generate) history, compute features on all of it, then split by time.
 
     Args:
@@ -131,15 +164,18 @@ def prepare_data(data: str = "", samples: int = 0, fraud_ratio: float = DEFAULT_
         seed: simulator seed.
         train_end, test_start, test_end: period boundaries (ISO strings; empty: derived).
         gap_days: days between the end of training and the test period.
+        label_delay: how long after a transaction its label is known (``1h``, ``7d`` or seconds):
+            the merchant features use a label only from then on.
     """
+    delay = label_delay_seconds(label_delay)
     if data:
         history, source = load_history(data), str(data)
     else:
         history = check_labels(generate_training_history(samples, fraud_ratio, seed), "simulated history")
         source = f"simulator(samples={samples}, fraud_ratio={fraud_ratio}, seed={seed})"
-    featurized = featurize_history(history)
+    featurized, report = featurize_with_report(history, delay)
     split = derive_time_split(event_times(featurized), train_end, test_start, test_end, gap_days)
-    return PreparedData(featurized, split, split_frames(featurized, split, LABEL_COLUMN), source)
+    return PreparedData(featurized, split, split_frames(featurized, split, LABEL_COLUMN), source, delay, report)
 
 
 # --- fitting and scoring ------------------------------------------------------------------------
@@ -288,10 +324,24 @@ def log_split(prepared: PreparedData) -> None:
 
     frames = prepared.frames
     split = {f"split_{k}": v for k, v in prepared.split.as_params().items()}
-    mlflow.log_params({**split, "data_source": prepared.source[:490]})
+    mlflow.log_params({**split, "data_source": prepared.source[:490],
+                       "label_delay_seconds": prepared.label_delay_seconds})
     for name in ("fit", "validation", "test"):
         rows = getattr(frames, name)
         mlflow.log_params({f"{name}_rows": len(rows), f"{name}_frauds": int(rows[LABEL_COLUMN].sum())})
+    log_row_report(prepared.row_report)
+
+
+def log_row_report(report) -> None:
+    """Rows dropped while loading: metrics ``rows_dropped`` and ``rows_dropped_<reason>``, and
+    ``data/row_report.json`` (counts, reasons, example ids)."""
+    import mlflow
+
+    if report is None:
+        return
+    mlflow.log_metrics({"rows_in": report.rows_in, "rows_dropped": report.rows_in - report.rows_out,
+                        **{f"rows_dropped_{reason}"[:250]: count for reason, count in report.dropped.items()}})
+    mlflow.log_dict(strict_value(asdict(report)), "data/row_report.json")
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -369,14 +419,32 @@ def train_in_active_run(prepared: PreparedData, model_type: str, params: Mapping
     log_reference(reference_sample(frames.validation, result.validation["score"].to_numpy(),
                                    [*numeric, *categorical], seed))
     metadata = ModelMetadata(result.threshold, THRESHOLD_OBJECTIVE, FEATURE_SET_VERSION, tuple(numeric),
-                             tuple(categorical), model_type, extra={"feature_set": feature_set})
+                             tuple(categorical), model_type,
+                             extra=model_extra(pipeline, prepared, model_type, feature_set, numeric, categorical))
     info = log_fraud_model(pipeline, metadata, frames.fit.head(5))
     return info, result.threshold, metrics
 
 
+def model_extra(pipeline, prepared: PreparedData, model_type: str, feature_set: str, numeric: Sequence[str],
+                categorical: Sequence[str]) -> dict[str, Any]:
+    """What travels in ModelMetadata.extra: feature set, label delay, the explainer's linear baseline."""
+    from fraudops.modeling.explain import BASELINE_KEY, linear_baseline
+    from fraudops.modeling.model import prepare_model_input
+
+    extra: dict[str, Any] = {"feature_set": feature_set, TAG_LABEL_DELAY: prepared.label_delay_seconds}
+    if model_type == "logistic":
+        extra[BASELINE_KEY] = linear_baseline(pipeline, prepare_model_input(prepared.frames.fit, numeric, categorical))
+    return extra
+
+
 def register_trained_model(info, run_id: str, model_name: str, model_type: str, threshold: float,
-                           metrics: Mapping[str, float]):
-    """Register the logged model as a new version with its threshold and feature-set tags."""
+                           metrics: Mapping[str, float], prepared: PreparedData | None = None):
+    """Register the logged model as a new version with its threshold, feature-set and label-delay tags.
+
+    Raises:
+        DegenerateModelError: the threshold is >= 0.99 or the validation period held no fraud
+            (such a model is never a candidate).
+    """
     from features.definition import FEATURE_SET_VERSION
     from fraudops.modeling.registry import (
         TAG_FEATURE_SET_VERSION,
@@ -385,8 +453,14 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
         register_model_version,
     )
 
+    if prepared is not None and (problem := registration_problem(
+            threshold, int(prepared.frames.validation[LABEL_COLUMN].sum()))):
+        raise DegenerateModelError(f"not registered: {problem}")
+    if threshold >= MAX_REGISTRABLE_THRESHOLD:
+        raise DegenerateModelError(f"not registered: {registration_problem(threshold, 1)}")
+    delay = prepared.label_delay_seconds if prepared is not None else label_delay_seconds(DEFAULT_LABEL_DELAY)
     tags = {TAG_THRESHOLD: repr(float(threshold)), TAG_FEATURE_SET_VERSION: FEATURE_SET_VERSION,
-            TAG_MODEL_TYPE: model_type,
+            TAG_MODEL_TYPE: model_type, TAG_LABEL_DELAY: repr(float(delay)),
             **{k: f"{metrics[k]:.4f}" for k in ("test_auc_roc", "test_average_precision") if k in metrics}}
     description = (f"{model_type}, threshold {threshold:.4f} ({THRESHOLD_OBJECTIVE}); test AUC "
                    f"{metrics.get('test_auc_roc', float('nan')):.4f}, AP {metrics.get('test_average_precision', float('nan')):.4f}")
@@ -397,7 +471,8 @@ def train_model(model_type: str = DEFAULT_MODEL_TYPE, data: str = "", samples: i
                 fraud_ratio: float = DEFAULT_FRAUD_RATIO, train_end=None, test_start=None, test_end=None,
                 gap_days: float = 2.0, register: bool = True, params: Mapping[str, Any] | None = None,
                 model_name: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT, seed: int = 42,
-                feature_set: str = "all", prepared: PreparedData | None = None, settings=None) -> TrainResult:
+                feature_set: str = "all", prepared: PreparedData | None = None,
+                label_delay: str | float = DEFAULT_LABEL_DELAY, settings=None) -> TrainResult:
     """Train, log and (optionally) register one model. See the module docstring for the periods.
 
     Args:
@@ -411,7 +486,13 @@ def train_model(model_type: str = DEFAULT_MODEL_TYPE, data: str = "", samples: i
         experiment_name: MLflow experiment.
         feature_set: ``all`` (the contract) or ``stateless`` (baseline for comparison only).
         prepared: already prepared data (skips loading and featurizing).
+        label_delay: how long after a transaction its label is known (``1h``, ``7d`` or seconds);
+            recorded on the run and the version (tag ``label_delay_seconds``).
         settings: fraudops Settings (default: load_settings()).
+
+    Raises:
+        DegenerateModelError: with ``register``, a model whose threshold is >= 0.99 or whose
+            validation period held no fraud (the run is kept, tagged ``not_registered``).
     """
     import mlflow
 
@@ -424,16 +505,29 @@ def train_model(model_type: str = DEFAULT_MODEL_TYPE, data: str = "", samples: i
     settings = settings or load_settings()
     configure_tracking(settings)
     use_experiment(experiment_name)
-    prepared = prepared or prepare_data(data, samples, fraud_ratio, seed, train_end, test_start, test_end, gap_days)
+    prepared = prepared or prepare_data(data, samples, fraud_ratio, seed, train_end, test_start, test_end, gap_days,
+                                        label_delay)
     with start_step_run(f"train-{model_type}") as run:
         mlflow.set_tag("step", "train")
         info, threshold, metrics = train_in_active_run(prepared, model_type, params, feature_set, seed)
         version = None
         if register:
             name = model_name or settings.model_name
-            version = register_trained_model(info, run.info.run_id, name, model_type, threshold, metrics).version
+            version = register_or_tag(info, run.info.run_id, name, model_type, threshold, metrics, prepared)
             mlflow.set_tag("registered_version", f"{name}/{version}")
     return TrainResult(run.info.run_id, info.model_uri, version, threshold, metrics, prepared.split)
+
+
+def register_or_tag(info, run_id: str, name: str, model_type: str, threshold: float, metrics: Mapping[str, float],
+                    prepared: PreparedData) -> str:
+    """Register (returns the version); a degenerate model is tagged ``not_registered`` and re-raised."""
+    import mlflow
+
+    try:
+        return register_trained_model(info, run_id, name, model_type, threshold, metrics, prepared).version
+    except DegenerateModelError as exc:
+        mlflow.set_tag("not_registered", str(exc)[:4900])
+        raise
 
 
 # --- CLI ----------------------------------------------------------------------------------------
@@ -448,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", default=cli_text(defaults[name]))
     parser.add_argument("--gap-days", type=float, default=defaults["gap_days"])
     parser.add_argument("--register", default=cli_text(defaults["register"]).lower())
+    parser.add_argument("--label-delay", default=defaults["label_delay"],
+                        help="how long after a transaction its label is known (30m, 1h, 7d, or seconds)")
     parser.add_argument("--experiment", default=defaults["experiment_name"])
     return parser
 
@@ -459,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
         model_type=args.model_type, data=args.data, samples=args.samples, fraud_ratio=args.fraud_ratio,
         train_end=args.train_end, test_start=args.test_start, test_end=args.test_end, gap_days=args.gap_days,
         register=parse_bool(args.register, "--register"), experiment_name=args.experiment,
+        label_delay=args.label_delay,
     )
     summary = {k: round(result.metrics[k], 4) for k in sorted(result.metrics) if k.startswith("test_")}
     print(f"run {result.run_id}  version {result.version}  threshold {result.threshold:.4f}")

@@ -110,12 +110,27 @@ def test_tune_space_and_params():
     from hyperopt.pyll.stochastic import sample
 
     space = search_space("random_forest")
-    params = estimator_params(sample(space, rng=np.random.default_rng(0)))
+    model_type, params = estimator_params(sample(space, rng=np.random.default_rng(0)))
+    assert model_type == "random_forest"
     assert isinstance(params["n_estimators"], int) and params["max_features"] in ("sqrt", 0.3, 0.5)
-    assert space_eval(space, {"max_features": 1, "max_depth": 0, "n_estimators": 100.0,
-                              "min_samples_leaf": 3.0})["max_features"] == 0.3
+    assert params["class_weight"] in (None, "balanced")
+    assert space_eval(space, {"max_features": 1, "max_depth": 0, "n_estimators": 100.0, "class_weight": 1,
+                              "min_samples_leaf": 3.0})["family"]["max_features"] == 0.3
     with pytest.raises(ValueError, match="svm"):
         search_space("svm")
+
+
+def test_the_default_search_spans_the_families_and_their_class_weights():
+    from hyperopt.pyll.stochastic import sample
+
+    space = search_space("all")
+    drawn = [estimator_params(sample(space, rng=np.random.default_rng(seed))) for seed in range(60)]
+    assert {model_type for model_type, _ in drawn} == {"random_forest", "hist_gradient_boosting", "logistic"}
+    assert {params["class_weight"] for _, params in drawn} == {None, "balanced"}
+    for model_type, params in drawn[:6]:  # every sampled point builds its estimator
+        from fraudops.modeling.model import build_estimator
+
+        build_estimator(model_type, params)
 
 
 def test_build_holdout_defaults_to_the_last_fifth_and_names_an_empty_period():
@@ -136,3 +151,22 @@ def test_report_json_and_markdown():
     assert report["metrics"]["average_precision"] is None and report["model_version"] == "1"
     text = report_markdown(report)
     assert "| auc_roc | 0.9000 |" in text and "| average_precision | n/a |" in text and "card_testing" in text
+
+
+def test_label_delay_default_and_parsing():
+    from features.definition import DEFAULT_LABEL_DELAY_SECONDS
+    from pipelines.common import DEFAULT_LABEL_DELAY, label_delay_seconds
+
+    assert label_delay_seconds(DEFAULT_LABEL_DELAY) == DEFAULT_LABEL_DELAY_SECONDS
+    assert label_delay_seconds("7d") == 7 * 86_400 and label_delay_seconds("0") == 0 and label_delay_seconds(90) == 90
+    with pytest.raises(ValueError, match="label_delay"):
+        label_delay_seconds("soon")
+
+
+def test_a_degenerate_threshold_or_a_validation_without_fraud_is_never_a_candidate():
+    from pipelines.train import registration_problem
+
+    assert registration_problem(0.42, validation_frauds=3) is None
+    assert "degenerate decision threshold" in registration_problem(0.9999999999999978, validation_frauds=3)
+    assert "degenerate decision threshold" in registration_problem(0.99, validation_frauds=3)
+    assert "no fraud" in registration_problem(0.3, validation_frauds=0)
