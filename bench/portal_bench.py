@@ -11,8 +11,9 @@ Run:  .venv/bin/python -m bench.portal_bench [--transactions 1000000] [--alerts 
 
 Phases (each with the machine's load average, the box is shared):
   sequential   one client: queue pages (several filters, page 2 by cursor) and the dashboard
-  concurrent   N clients, each with a live /alerts/stream open, all loading queue pages and the
-               dashboard panel in a loop for --seconds
+  concurrent   N clients, each with a live /alerts/stream open, loading a queue page or the
+               dashboard panel every --think seconds (+-50%) for --seconds (people at work)
+  saturation   the same N clients without pauses (closed loop): the capacity of one portal process
   live         alerts inserted one by one (commit), the time until each of the N streams has it
 Targets (issue 14): queue and dashboard p95 <= 200 ms; N live clients served; delivery <= 2 s.
 """
@@ -205,22 +206,30 @@ class LiveClient:
                     self.arrivals[json.loads(line[5:])["transaction_id"]] = time.perf_counter()
 
 
-async def concurrent_phase(clients: list[LiveClient], seconds: float) -> dict:
-    """Every client loads queue pages and the dashboard panel in a loop while its stream stays open."""
+async def concurrent_phase(clients: list[LiveClient], seconds: float, think: float) -> dict:
+    """Every client loads queue pages and the dashboard panel while its stream stays open, pausing
+    ``think`` seconds (+-50%) between requests; ``think=0`` is a saturation test (closed loop)."""
+    import random
+
     times: dict[str, list[float]] = {}
     errors: list[str] = []
     stop_at = time.perf_counter() + seconds
+    rng = random.Random(7)
 
     async def browse(i: int, live: LiveClient):
         n = i
+        await asyncio.sleep(rng.uniform(0, think))  # clients do not start in lockstep
         while time.perf_counter() < stop_at:
             try:
-                await timed_get(live.client, QUEUE_PATHS[n % len(QUEUE_PATHS)], times, "queue")
-                if n % 3 == 0:
+                if n % 2 == 0:
+                    await timed_get(live.client, QUEUE_PATHS[(n // 2) % len(QUEUE_PATHS)], times, "queue")
+                else:
                     await timed_get(live.client, "/dashboard/panel", times, "dashboard")
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
             n += 1
+            if think:
+                await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
     started = time.perf_counter()
     await asyncio.gather(*(browse(i, c) for i, c in enumerate(clients)))
@@ -260,7 +269,7 @@ async def live_phase(settings, schema: str, clients: list[LiveClient], alerts: i
 
 
 async def run_clients(settings, schema: str, base: str, name: str, password: str, n_clients: int,
-                      seconds: float, repeats: int, live_alerts: int) -> dict:
+                      seconds: float, repeats: int, live_alerts: int, think: float) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=60) as first:
         await login(first, name, password)
         cookies = first.cookies
@@ -270,7 +279,8 @@ async def run_clients(settings, schema: str, base: str, name: str, password: str
     try:
         await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), timeout=60)
         results["live_clients_connected"] = sum(c.connected.is_set() for c in clients)
-        results["concurrent"] = await concurrent_phase(clients, seconds)
+        results["concurrent"] = await concurrent_phase(clients, seconds, think)
+        results["saturation"] = await concurrent_phase(clients, seconds / 2, 0.0)
         results["live"] = await live_phase(settings, schema, clients, live_alerts)
     finally:
         for task in listeners:
@@ -299,8 +309,8 @@ def uncached_dashboard_ms(settings, schema: str, repeats: int) -> dict:
     return percentiles(times) | {"load": machine_load()}
 
 
-def run(settings, transactions: int = 1_000_000, alerts: int = 20_000, clients: int = 50, seconds: float = 20.0,
-        repeats: int = 20, live_alerts: int = 20, keep: bool = False) -> dict:
+def run(settings, transactions: int = 1_000_000, alerts: int = 20_000, clients: int = 50, seconds: float = 30.0,
+        repeats: int = 20, live_alerts: int = 20, keep: bool = False, think: float = 2.0) -> dict:
     """The whole benchmark; returns the results dict (also the JSON written by main)."""
     from fraudops.db import connect
     from portal.db import connect_on_schema
@@ -322,7 +332,7 @@ def run(settings, transactions: int = 1_000_000, alerts: int = 20_000, clients: 
         result["dashboard_queries_uncached"] = uncached_dashboard_ms(settings, schema, repeats)
         process, base = start_portal(schema, log_path)
         result.update(asyncio.run(run_clients(settings, schema, base, "bench-analyst", password, clients, seconds,
-                                              repeats, live_alerts)))
+                                              repeats, live_alerts, think)))
     finally:
         if process is not None:
             process.terminate()
@@ -347,11 +357,13 @@ def summary(result: dict) -> str:
     lines = [f"portal benchmark: {result.get('data', {}).get('transactions')} transactions, "
              f"{result.get('data', {}).get('alerts')} alerts, {result.get('clients')} live clients "
              f"(load {result.get('load_start', {}).get('load_1m')} -> {result.get('load_end', {}).get('load_1m')})"]
-    for phase in ("sequential", "concurrent"):
+    for phase in ("sequential", "concurrent", "saturation"):
         for page in ("queue", "dashboard"):
             stats = p95(phase, page) or {}
             lines.append(f"- {phase:10s} {page:9s} p50 {stats.get('p50')} ms, p95 {stats.get('p95')} ms "
                          f"(n={stats.get('n')}; target p95 <= {TARGET_P95_MS:.0f} ms)")
+    for phase in ("concurrent", "saturation"):
+        lines.append(f"- {phase}: {p95(phase, 'requests_per_second')} requests/s, {p95(phase, 'errors')} errors")
     raw = result.get("dashboard_queries_uncached") or {}
     lines.append(f"- dashboard PostgreSQL work without the 2 s cache: p50 {raw.get('p50')} ms, p95 {raw.get('p95')} ms")
     delivery = p95("live", "delivery_seconds") or {}
@@ -367,13 +379,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the concurrent phase")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the concurrent phase (saturation: half)")
+    parser.add_argument("--think", type=float, default=2.0, help="seconds between a live client's requests")
     parser.add_argument("--repeats", type=int, default=20, help="rounds of the sequential phase")
     parser.add_argument("--live-alerts", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark schema")
     args = parser.parse_args(argv)
     result = run(load_settings(), args.transactions, args.alerts, args.clients, args.seconds, args.repeats,
-                 args.live_alerts, args.keep)
+                 args.live_alerts, args.keep, args.think)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"portal_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
