@@ -109,7 +109,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking server and model registry", MLFLOW,
             "mlflow_tracking_uri", container_value="http://mlflow:5000"),
     Setting("MLFLOW_PORT", "5000", "port of the local MLflow server", MLFLOW, containers=False),
-    Setting("MLFLOW_EXPERIMENT_NAME", "fraud-detection", "MLflow experiment of the project's runs (`mlflow run` "
+    Setting("MLFLOW_EXPERIMENT_NAME", "fraud-detection", "MLflow experiment of the project's runs (mlflow run "
             "reads it too: without it, its runs land in experiment Default)", MLFLOW, "mlflow_experiment_name"),
     Setting("MODEL_NAME", "fraud-detector", "registered model name", MLFLOW, "model_name"),
     Setting("MODEL_URI", "models:/fraud-detector/Production",
