@@ -111,8 +111,13 @@ def render_live_row(templates, row: dict) -> str:
     return json.dumps({"alert_id": row["alert_id"], "transaction_id": row["transaction_id"], "html": html})
 
 
+def known_shape(transaction_id: str) -> bool:
+    """Whether the id could be a transaction id (bounded, printable): anything else is a 404 at once."""
+    return 0 < len(transaction_id) <= MAX_TRANSACTION_ID and transaction_id.isprintable()
+
+
 def _detail(request: Request, transaction_id: str) -> dict:
-    if not transaction_id or len(transaction_id) > MAX_TRANSACTION_ID:
+    if not known_shape(transaction_id):
         raise PortalError(404, "no fraud alert for this transaction id")
     with state(request).pool.connection() as conn:
         detail = queries.alert_detail(conn, transaction_id)
@@ -149,7 +154,7 @@ async def review(request: Request, transaction_id: str) -> Response:
         raise PortalError(403, f"{session.user.name} is a viewer: only analysts review alerts")
     decision, note = form_text(form, "decision", 32), form_text(form, "note", 4000)
     shown = form_text(form, "state", 128)
-    if len(transaction_id) > MAX_TRANSACTION_ID:
+    if not known_shape(transaction_id):
         raise PortalError(404, "no fraud alert for this transaction id")
 
     def write():

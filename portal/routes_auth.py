@@ -19,7 +19,7 @@ from portal.auth import (
     record_attempt,
     tokens_match,
 )
-from portal.users import verify_password
+from portal.users import USER_NAME, verify_password
 from portal.web import StrictJSONResponse, check_csrf, form_text, render, session_of, state
 
 router = APIRouter()
@@ -67,6 +67,8 @@ async def login(request: Request) -> Response:
     name, password = form_text(form, "name", 64).strip(), form_text(form, "password", 1024)
     if not name or not password:
         return _login_page(request, "Enter your user name and password.", 400, next_path)
+    if not USER_NAME.match(name):  # cannot be a user: refused like a wrong password
+        return _login_page(request, "Wrong user name or password.", 401, next_path)
     portal = state(request)
     client = request.client.host if request.client else "unknown"
     outcome = await run_in_threadpool(_check_login, portal, name, password, client)

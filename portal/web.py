@@ -125,4 +125,6 @@ def form_text(form, name: str, max_length: int = 4096) -> str:
         raise PortalError(400, f"{name}: expected a text field")
     if len(value) > max_length:
         raise PortalError(400, f"{name}: at most {max_length} characters")
+    if "\x00" in value:
+        raise PortalError(400, f"{name}: must not contain NUL characters")
     return value

@@ -136,9 +136,13 @@ def test_logout_ends_the_session(analyst):
 
 
 def test_wrong_password_is_refused_without_saying_which_part(client):
-    for name, password in ((ANALYST[0], "wrong-password-1"), ("nobody-here", "whatever-pass-1")):
+    for name, password in ((ANALYST[0], "wrong-password-1"), ("nobody-here", "whatever-pass-1"),
+                           ("no such name!", "whatever-pass-1"), ("x" * 64, "whatever-pass-1")):
         page = support.login(client, name, password)
         assert page.status_code == 401 and "Wrong user name or password" in page.text
+    for name, password in (("nul\x00name", "whatever-pass-1"), (ANALYST[0], "p\x00")):
+        page = support.login(client, name, password)
+        assert page.status_code == 400 and "NUL" in page.text
 
 
 def test_ten_wrong_passwords_throttle_the_login(portal, pg_conn, schema):
@@ -286,7 +290,7 @@ def test_malformed_filters_answer_400_with_a_message(analyst, query, fragment):
 def test_unknown_alerts_answer_404_with_a_message(analyst, pg_conn, schema):
     known = new_alert(pg_conn, schema)
     token = support.csrf_token(analyst.get("/alerts").text)
-    for tid in ("TXN_DOES_NOT_EXIST", "x" * 500, "%27%20OR%201%3D1"):
+    for tid in ("TXN_DOES_NOT_EXIST", "x" * 500, "%27%20OR%201%3D1", "TXN%00", "%0A"):
         page = analyst.get(f"/alerts/{tid}")
         assert page.status_code == 404 and "no fraud alert" in page.text
         assert analyst.get(f"/api/alerts/{tid}").status_code == 404
@@ -295,9 +299,12 @@ def test_unknown_alerts_answer_404_with_a_message(analyst, pg_conn, schema):
         assert review.status_code == 404
     assert analyst.get("/no/such/page").status_code == 404
     form = review_form(analyst, known)
-    for bad in ({"decision": "delete"}, {"decision": ""}, {"decision": "confirmed", "note": "n" * 2500}):
+    for bad in ({"decision": "delete"}, {"decision": ""}, {"decision": "confirmed", "note": "n" * 2500},
+                {"decision": "confirmed", "note": "nul\x00byte"}):
         page = analyst.post(f"/alerts/{known}/review", data={**form, **bad})
         assert page.status_code == 400 and ("decision=" in page.text or "note" in page.text)
+    for query in ("country=%00", "model_version=%00", "since=%00", "status=%00"):
+        assert analyst.get(f"/api/alerts?{query}").status_code == 400
 
 
 def test_a_server_error_shows_no_stack_trace(analyst, pg_conn, schema):
