@@ -178,16 +178,24 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
     finally:
         driver.quit()
         site.stop()
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)
-            try:
-                job.wait(120)
-            except Exception:  # noqa: BLE001 - a hung stop is killed
-                os.killpg(job.pid, signal.SIGKILL)
+        stop_job_group(job)
         support.drop_namespace(pg_conn, ns)
     assert sorted(p.name for p in shots.iterdir()) == [
         "1_queue.png", "2_queue_live_alert.png", "3_alert_detail.png", "4_alert_confirmed.png", "5_dashboard.png",
         "6_models.png", "7_viewer_review_403.png", "8_login_throttled.png"]
+
+
+def stop_job_group(job) -> None:
+    """SIGTERM to the job's process group (as `make stream-stop`); SIGKILL whatever is left after 120 s
+    (the Python driver included: nothing of the job may outlive the test)."""
+    if support.group_alive(job.pid):
+        os.killpg(job.pid, signal.SIGTERM)
+    try:
+        assert_eventually(lambda: not support.group_alive(job.pid), timeout=120, interval=0.5,
+                          message="the job's processes ended after SIGTERM")
+    except AssertionError:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait(30)
 
 
 def viewer_is_refused(driver, base_url, tid, shots):
