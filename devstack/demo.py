@@ -72,10 +72,18 @@ SELECT count(*), count(*) FILTER (WHERE is_fraud), min(produced_at), max(ingeste
 FROM transactions WHERE ingested_at >= %(s)s
 """
 TOP_ALERTS_SQL = """
-SELECT a.transaction_id, a.user_id, a.amount, a.currency, a.country, a.merchant, round(a.fraud_score::numeric, 4)
+SELECT a.transaction_id, a.user_id, a.amount, a.currency, a.country, a.merchant, round(a.fraud_score::numeric, 4),
+       a.reasons
 FROM fraud_alerts a JOIN transactions t USING (transaction_id)
 WHERE t.ingested_at >= %(s)s ORDER BY a.fraud_score DESC LIMIT 5
 """
+
+
+def reasons_text(reasons) -> str:
+    """An alert's top contributing features (fraud_alerts.reasons) on one line."""
+    if not reasons:
+        return "(none recorded)"
+    return ", ".join(f"{r['name']}={r['value']} ({r['contribution']:+.3f})" for r in reasons)
 
 
 def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]) -> None:
@@ -86,8 +94,9 @@ def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]
         quarantined = cur.fetchone()[0]
         cur.execute(TOP_ALERTS_SQL, {"s": since})
         top = cur.fetchall()
-        cur.execute("SELECT transaction_id, amount, country, round(fraud_score::numeric, 4), is_fraud "
-                    "FROM transactions WHERE transaction_id = ANY(%s)", (seed_ids,))
+        cur.execute("SELECT t.transaction_id, t.amount, t.country, round(t.fraud_score::numeric, 4), t.is_fraud, "
+                    "a.reasons FROM transactions t LEFT JOIN fraud_alerts a USING (transaction_id) "
+                    "WHERE t.transaction_id = ANY(%s)", (seed_ids,))
         seeds = cur.fetchall()
     seconds = (last - first).total_seconds() if total and last and first else 0.0
     print("\n=== fraud-detection-mlops demo summary ===")
@@ -100,9 +109,12 @@ def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]
     print("top alerts:")
     for row in top:
         print(f"  {row[0]:<28} {row[1]:<12} {row[2]:>10.2f} {row[3]} {row[4]}  {row[5][:24]:<24} score {row[6]}")
+        print(f"    reasons: {reasons_text(row[7])}")
     print("the seed's two scenarios:")
-    for tid, amount, country, score, flagged in seeds:
+    for tid, amount, country, score, flagged, reasons in seeds:
         print(f"  {tid:<28} {amount:>10.2f} {country}  score {score}  {'ALERT' if flagged else 'ok'}")
+        if flagged:
+            print(f"    reasons: {reasons_text(reasons)}")
     print("where to look:")
     print(f"  MLflow UI   : {settings.mlflow_tracking_uri}")
     print("  PostgreSQL  : set -a; . .stack/stack.env; set +a; PGPASSWORD=$POSTGRES_PASSWORD psql -h "
