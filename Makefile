@@ -147,6 +147,28 @@ portal: stack-up   ## the analyst portal in the foreground on 127.0.0.1:$PORTAL_
 	$(PY) -m portal serve
 
 portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log)
+# ---------------------------------------------------------------- a real cluster on 127.0.0.1 (devstack/cluster.py)
+# Spark standalone (master + 2 workers) and a 3-node Kafka KRaft cluster, state in .stack/cluster;
+# the job keeps the local stack's PostgreSQL, Redis and MLflow and reads the cluster's topics.
+CLUSTER_ENV = set -a; . $(CURDIR)/.stack/stack.env; . $(CURDIR)/.stack/cluster/cluster.env; set +a;
+SPARK_SUBMIT_CLUSTER = $(VENV)/bin/spark-submit $$($(PY) -m devstack.cluster submit-args) --driver-memory 1g \
+    --conf spark.sql.shuffle.partitions=4 \
+    --jars $(shell ls $(CURDIR)/$(JARS)/spark-kafka/*.jar 2>/dev/null | paste -sd, -)
+CLUSTER_JOB = streaming/scoring_job.py --checkpoint-dir $(CURDIR)/.stack/cluster/checkpoints/scoring-job
+
+.PHONY: cluster-up cluster-down stream-cluster stream-cluster-bg
+cluster-up: setup   ## Spark master + 2 workers and 3 Kafka brokers on 127.0.0.1; harmless twice
+	$(PY) -m devstack.cluster up
+
+cluster-down:   ## stop the cluster's job, workers, master and brokers (by PID); keeps .stack/cluster
+	@if [ -x $(PY) ]; then $(PY) -m devstack.cluster down; fi
+
+stream-cluster: stack-up cluster-up   ## the scoring job on the cluster, foreground
+	$(CLUSTER_ENV) $(SPARK_SUBMIT_CLUSTER) $(CLUSTER_JOB) $(STREAM_ARGS)
+
+stream-cluster-bg: stack-up cluster-up   ## the same in the background (log .stack/cluster/logs/streaming.log)
+	@$(CLUSTER_ENV) $(PY) -m devstack.cluster start-job -- $(SPARK_SUBMIT_CLUSTER) $(CLUSTER_JOB) $(STREAM_ARGS)
+
 	@$(PY) -m devstack.jobs start portal -- $(PY) -m portal serve
 
 portal-stop:
