@@ -21,11 +21,12 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages venv jars stack-up stack-down stack-clean health test \
-        test-unit demo demo-stop lint
+        test-fast test-unit demo demo-stop lint
 
 help:
 	@echo "make demo        set up, start the local stack and run the whole loop"
-	@echo "make test        set up, start the stack, run every test, stop the stack"
+	@echo "make test        set up, lint, start the stack, run every test, stop the stack"
+	@echo "make test-fast   unit tests only (no services, a few minutes at most)"
 	@echo "make setup       venv + pinned packages, JVM jars (Maven), PostgreSQL and Redis (Debian)"
 	@echo "make stack-up | stack-down | stack-clean | health"
 
@@ -81,9 +82,9 @@ stack-clean:
 health:
 	@$(PY) -m devstack.health
 
-# All tests (unit, integration, e2e) against the real stack; the stack is always stopped after,
-# and the run fails if any process of ours is left behind.
-test: setup
+# Lint, then all tests (unit, model, integration, e2e, reliability) against the real stack; the
+# stack is always stopped after, and the run fails if any process of ours is left behind.
+test: setup lint
 	@status=0; \
 	trap '$(PY) -m devstack.stack down' EXIT; \
 	$(PY) -m devstack.stack up || exit 1; \
@@ -92,8 +93,13 @@ test: setup
 	$(PY) -m devstack.stack verify-stopped || { echo "processes left running after stack-down"; status=1; }; \
 	exit $$status
 
+# The fast tier: unit tests of pure code and of the contracts (messages, tables, settings, compose,
+# MLproject), no services; the slow unit tests (marked slow) run in `make test` only.
+test-fast: venv
+	$(PY) -m pytest -m "unit and not slow" tests/unit $(PYTEST_ARGS)
+
 test-unit: venv
-	$(PY) -m pytest -m unit tests
+	$(PY) -m pytest -m unit tests/unit $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -9,10 +9,40 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from fraudops.settings import load_settings
+
+TESTS_DIR = Path(__file__).resolve().parent
+# each folder's marker: a test carries its folder's marker and no other folder's
+FOLDER_MARKERS = {"unit": "unit", "model": "model", "integration": "integration", "e2e": "e2e",
+                  "reliability": "reliability"}
+
+
+def marker_problems(item) -> list[str]:
+    """Why ``item``'s markers do not tell the truth about its folder (empty when they do)."""
+    parts = Path(item.path).resolve().relative_to(TESTS_DIR).parts
+    expected = FOLDER_MARKERS.get(parts[0]) if len(parts) > 1 else None
+    if expected is None:
+        return [f"{item.nodeid}: a test lives in one of tests/{{{','.join(FOLDER_MARKERS)}}}/"]
+    names = {mark.name for mark in item.iter_markers()}
+    problems = []
+    if expected not in names:
+        problems.append(f"{item.nodeid}: in tests/{parts[0]}/ but not marked {expected}")
+    if others := sorted((names & set(FOLDER_MARKERS.values())) - {expected}):
+        problems.append(f"{item.nodeid}: in tests/{parts[0]}/ but marked {', '.join(others)}")
+    if "slow" in names and "timeout" not in names:
+        problems.append(f"{item.nodeid}: marked slow without an explicit @pytest.mark.timeout(N)")
+    return problems
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fail the run when a test's markers do not match its folder (so `-m unit` means tests/unit)."""
+    problems = [problem for item in items for problem in marker_problems(item)]
+    if problems:
+        raise pytest.UsageError("markers do not match folders:\n  " + "\n  ".join(problems))
 
 
 @pytest.fixture(scope="session")

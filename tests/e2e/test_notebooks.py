@@ -13,7 +13,6 @@ empty, migrated schema (the monitoring notebooks must cope with empty tables).
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 import uuid
@@ -24,29 +23,13 @@ import nbformat
 import pytest
 
 from tests import streaming_support as support
+from tests.notebook_support import NOTEBOOKS_DIR, parameter_names, parameters_cell_index
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-NOTEBOOK_NAMES = ["01_explore_history", "02_compare_models", "03_drift_analysis", "04_live_monitoring"]
 KERNEL_NAME = "fraudops-test-venv"
 CELL_TIMEOUT_SECONDS = 1200
 
 
 # --- running a notebook -------------------------------------------------------------------------
-def parameters_cell_index(nb) -> int:
-    """Index of the cell tagged "parameters" (exactly one, a code cell)."""
-    tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"expected one cell tagged 'parameters', found {len(tagged)}"
-    assert nb.cells[tagged[0]].cell_type == "code"
-    return tagged[0]
-
-
-def parameter_names(nb) -> set[str]:
-    """Names assigned in the parameters cell."""
-    tree = ast.parse(nb.cells[parameters_cell_index(nb)].source)
-    return {target.id for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
-
-
 def inject_parameters(nb, params: dict) -> None:
     """Insert a cell assigning ``params`` right after the parameters cell (names must exist there)."""
     unknown = set(params) - parameter_names(nb)
@@ -163,23 +146,6 @@ def analysis_data(settings, spark, tmp_path_factory):
 
 
 # --- the notebooks ------------------------------------------------------------------------------
-@pytest.mark.unit
-@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
-def test_notebook_is_committed_clean_with_a_parameters_cell(name):
-    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
-    nbformat.validate(nb)
-    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells), \
-        f"{name}.ipynb has outputs: strip them before committing"
-    assert parameters_cell_index(nb) == 1, "the parameters cell comes right after the title"
-    assert parameter_names(nb)
-
-
-@pytest.mark.unit
-def test_notebooks_folder_holds_exactly_the_tested_notebooks():
-    assert sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")) == NOTEBOOK_NAMES
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("source", ["simulated", "parquet"])
 def test_01_explore_history(source, tmp_path):

@@ -15,7 +15,7 @@ from simulator.generator import seed_scenario_messages
 from streaming.scoring_job import JobOptions, start_queries
 from tests import streaming_support as support
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 POISON = [
     (b"not json at all", "not_json"),

@@ -13,7 +13,7 @@ from fraudops.contract.messages import serialize_message
 from tests import streaming_support as support
 from tests.polling import assert_eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]  # waits of 600 s + 1200 s
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_conn, unique_name, tmp_path):

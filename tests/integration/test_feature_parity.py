@@ -25,7 +25,7 @@ from features.stream import add_stream_features
 from fraudops.contract.messages import TRANSACTION_COLUMNS, spark_message_schema
 from simulator.generator import generate_history
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RAW_COLUMNS = list(TRANSACTION_COLUMNS)
 

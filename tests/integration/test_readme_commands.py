@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # runs every documented command's --help in a subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ["README.md", "docs/promotion.md", "notebooks/README.md"]

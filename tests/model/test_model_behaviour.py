@@ -19,7 +19,7 @@ from pipelines.evaluation_metrics import THRESHOLD_OBJECTIVE, choose_threshold
 from pipelines.train import feature_lists, fit_pipeline, prepare_data, score_rows
 from simulator.generator import generate_history, seed_scenario_messages
 
-pytestmark = pytest.mark.unit  # no service needed; slower than the other unit tests (one training)
+pytestmark = pytest.mark.model  # no service needed; trains one model per module
 
 HISTORY_DAYS, HISTORY_CUSTOMERS, SEED = 30, 2000, 42
 

@@ -18,7 +18,7 @@ from streaming.sinks import MAX_RAW_VALUE_CHARS
 from tests import streaming_support as support
 from tests.reliability.reliability_support import drain, encoded, job_options, message
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 TEN_MB = 10 * 1024 * 1024
 UNICODE_MERCHANT = "Café Zürich 東京 🚀 Ωμέγα"

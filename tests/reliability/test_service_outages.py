@@ -33,7 +33,7 @@ from tests.reliability.reliability_support import (
     stop_process_group,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1800)]  # waits of 400 s + 600 s
 OUTAGE_SECONDS = 30
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.reliability
 
 
 def listening_sockets() -> list[tuple[str, int, str]]:
