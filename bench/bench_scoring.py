@@ -1,23 +1,25 @@
-"""Benchmark of the scoring stage and of the whole micro-batch handler, in one Spark session.
+"""Benchmarks of the scoring pass in process: its scoring step vs the raw model, the seed's batch
+path vs ours, and the cost of a batch against the number of users in the feature store.
 
-Reads:  simulated history (simulator.generator) turned into featured rows (features.batch), a
-        model registered for the run (MLflow), the local stack for the sinks.
-Writes: its own PostgreSQL schema / Redis prefix / alerts topic (removed afterwards); results
-        returned to bench.run or printed.
+Reads:  simulated history (simulator.generator), the model registered for the run (MLflow), the
+        local stack for the sinks and the feature store; a PRIVATE redis-server (no persistence,
+        a free port, stopped by PID) for the store-size comparison.
+Writes: its own PostgreSQL schema / Redis and feature-store prefixes / alerts topic (removed
+        afterwards); results returned to bench.run or printed.
 Run:    .venv/bin/python -m bench.bench_scoring [--rows 20000] [--repeats 3]
 
-Two comparisons on the same rows:
-1. scoring stage vs raw model: ``pipeline.predict_proba`` in-process on a prepared pandas frame
-   with one thread (the floor; FraudModel.predict limits OpenMP to one thread per Spark task, and
-   on a loaded machine OpenMP's default threads only contend), the registry pyfunc's ``predict``
-   in-process, and the job's scoring stage
-   (streaming.model_server.ModelServer.score: mlflow spark_udf over Arrow) on a cached Spark
-   DataFrame, forced with the noop sink. Ratio = scoring stage / raw predict_proba.
-2. one micro-batch end to end, the seed's way vs ours: toPandas, a LabelEncoder applied row by
-   row, StandardScaler, predict, pandas.to_sql append (the seed's consumer) against
-   streaming.batch_handlers.ScoringBatchWriter (merchant risk, the Production model as a pandas
-   UDF, COPY upserts of transactions and alerts, Redis, the alerts topic, metrics).
-   Ratio = seed / ours. Both see the same featured micro-batch (feature computation excluded).
+1. scoring vs raw model: ``pipeline.predict_proba`` on a prepared frame with one thread (the
+   floor) against the pass's scoring step (streaming.scoring_pass.score_rows: the registry
+   pyfunc loaded once per worker, threshold, provenance, the feature vector as JSON) on the same
+   featured rows. Ratio = scoring step / raw predict_proba.
+2. one micro-batch, the seed's way vs ours: toPandas, a LabelEncoder applied row by row,
+   StandardScaler, predict, pandas.to_sql append (the seed's consumer, on already featured
+   rows) against streaming.scoring_pass.process_records on the same transactions as raw Kafka
+   records (parse + validate, features from the feature store, score, COPY upserts of
+   transactions and alerts, Redis, the alerts topic). Ratio = seed / ours.
+3. batch cost vs users in the store: the same 10,000-transaction batch through the stream's
+   features (features.stream.stream_features + remember_events) with 10,000 and with 1,000,000
+   distinct users already in the store. Ratio = 1M / 10k.
 Best of ``repeats`` for each timing (the machine is shared: the minimum is the least disturbed).
 """
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -33,7 +37,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.bench_support import create_namespace, drop_namespace, machine_load, register_model, run_id
+from bench.bench_support import (
+    MessageStream,
+    create_namespace,
+    drop_namespace,
+    free_port,
+    machine_load,
+    register_model,
+    run_id,
+)
 
 SEED_CATEGORICALS = ["currency", "country", "merchant_category", "transaction_type", "channel"]
 
@@ -48,93 +60,33 @@ def best_of(repeats: int, action) -> float:
     return min(times)
 
 
-def micro_batch(featured: pd.DataFrame, rows: int) -> pd.DataFrame:
-    """The last ``rows`` featured transactions with the Kafka columns the job carries."""
-    from features.definition import FEATURE_COLUMNS
-    from fraudops.contract.messages import TRANSACTION_COLUMNS
+def served_model(settings, model):
+    from fraudops.modeling.registry import configure_tracking, resolve_served_model
 
-    batch = featured.tail(rows).reset_index(drop=True)
-    out = batch[[c for c in TRANSACTION_COLUMNS if c in batch.columns]].copy()
-    for name in FEATURE_COLUMNS:
-        out[name] = batch[name].to_numpy()
-    out["kafka_topic"] = "bench"
-    out["kafka_partition"] = np.int32(0)
-    out["kafka_offset"] = np.arange(len(out), dtype="int64")
-    out["produced_at"] = pd.Timestamp(datetime.now(UTC))
-    return out
+    configure_tracking(settings)
+    return resolve_served_model(f"models:/{model.name}/{model.version}")
 
 
-# ---------------------------------------------------------------- 1. scoring stage vs raw predict
+# ---------------------------------------------------------------- 1. scoring step vs raw predict
 
-def scoring_stage_vs_raw(spark, settings, model, batch: pd.DataFrame, repeats: int) -> dict:
-    import mlflow.pyfunc
+def scoring_vs_raw(settings, model, rows: int, repeats: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from features.definition import CATEGORICAL_FEATURES, NUMERIC_FEATURES
     from fraudops.modeling.model import fraud_probability, prepare_model_input
-    from fraudops.modeling.registry import configure_tracking
-    from streaming.model_server import ModelServer
+    from streaming.scoring_pass import score_rows, worker_model
 
-    configure_tracking(settings)
-    prepared = prepare_model_input(batch, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
-    raw_default_threads = best_of(repeats, lambda: fraud_probability(model.pipeline, prepared))
-    with threadpool_limits(limits=1):  # as FraudModel.predict runs it: one thread per Spark task
+    featured = model.featured.tail(rows).reset_index(drop=True)
+    prepared = prepare_model_input(featured, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
+    with threadpool_limits(limits=1):  # as FraudModel.predict runs it: one thread per task
         raw_seconds = best_of(repeats, lambda: fraud_probability(model.pipeline, prepared))
-        raw_with_prepare = best_of(repeats, lambda: fraud_probability(
-            model.pipeline, prepare_model_input(batch, NUMERIC_FEATURES, CATEGORICAL_FEATURES)))
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model.name}/{model.version}")
-    pyfunc_seconds = best_of(repeats, lambda: pyfunc.predict(prepared))
-
-    server = ModelServer(spark, f"models:/{model.name}/Production", settings)
-    server.start()
-    frame = spark.createDataFrame(batch).cache()
-    frame.count()
-    scored = server.score(frame).select("fraud_score")
-    spark_seconds = best_of(repeats, lambda: scored.write.format("noop").mode("overwrite").save())
-    passthrough = frame.select("amount")
-    spark_floor = best_of(repeats, lambda: passthrough.write.format("noop").mode("overwrite").save())
-    direct = frame.mapInPandas(_direct_scorer(f"models:/{model.name}/{model.version}", settings.mlflow_tracking_uri),
-                               "fraud_score double")
-    direct_seconds = best_of(repeats, lambda: direct.write.format("noop").mode("overwrite").save())
-    check = np.sort(np.asarray(server.score(frame).select("fraud_score").toPandas()["fraud_score"]))
-    expected = np.sort(fraud_probability(model.pipeline, prepared))
-    frame.unpersist()
-    return {"rows": len(batch), "raw_predict_proba_seconds": round(raw_seconds, 4),
-            "raw_predict_proba_default_threads_seconds": round(raw_default_threads, 4),
-            "raw_with_input_preparation_seconds": round(raw_with_prepare, 4),
-            "pyfunc_in_process_seconds": round(pyfunc_seconds, 4),
-            "spark_scoring_stage_seconds": round(spark_seconds, 4),
-            "spark_passthrough_seconds": round(spark_floor, 4),
-            "spark_mapinpandas_pyfunc_seconds": round(direct_seconds, 4),
-            "ratio_mapinpandas_to_raw": round(direct_seconds / raw_seconds, 2),
-            "ratio_stage_to_raw": round(spark_seconds / raw_seconds, 2),
-            "ratio_pyfunc_to_raw": round(pyfunc_seconds / raw_seconds, 2),
-            "scores_equal_raw": bool(np.allclose(check, expected)),
-            "raw_rows_per_second": round(len(batch) / raw_seconds),
-            "stage_rows_per_second": round(len(batch) / spark_seconds)}
-
-
-def _direct_scorer(model_uri: str, tracking_uri: str):
-    """Prototype of a leaner scoring stage: mapInPandas over the feature columns, the registry
-    pyfunc loaded once per Python worker (no struct column, no spark_udf wrapper)."""
-    from features.definition import FEATURE_COLUMNS
-
-    def score(chunks):
-        import mlflow.pyfunc
-
-        from bench import bench_scoring  # the worker's module: its cache outlives this task
-
-        loaded = bench_scoring.WORKER_MODELS.get(model_uri)
-        if loaded is None:
-            mlflow.set_tracking_uri(tracking_uri)
-            loaded = bench_scoring.WORKER_MODELS[model_uri] = mlflow.pyfunc.load_model(model_uri)
-        for chunk in chunks:
-            yield pd.DataFrame({"fraud_score": loaded.predict(chunk[FEATURE_COLUMNS])})
-
-    return score
-
-
-WORKER_MODELS: dict = {}  # per Python worker process: models:/ URI -> loaded pyfunc
+    served = served_model(settings, model)
+    worker_model(served, settings.mlflow_tracking_uri)  # loaded once per worker, as in the job
+    step_seconds = best_of(repeats, lambda: score_rows(featured, served, settings.mlflow_tracking_uri))
+    scores = score_rows(featured, served, settings.mlflow_tracking_uri)["fraud_score"].to_numpy()
+    return {"rows": rows, "raw_predict_proba_seconds": round(raw_seconds, 4),
+            "scoring_step_seconds": round(step_seconds, 4), "ratio_step_to_raw": round(step_seconds / raw_seconds, 2),
+            "scores_equal_raw": bool(np.array_equal(scores, fraud_probability(model.pipeline, prepared)))}
 
 
 # ---------------------------------------------------------------- 2. the seed's batch vs ours
@@ -166,8 +118,8 @@ class SeedScorer:
                 values.append(-1.0)
         return values
 
-    def score_and_store(self, batch_df, engine, table: str) -> int:
-        frame = batch_df.toPandas()
+    def score_and_store(self, featured: pd.DataFrame, engine, table: str) -> int:
+        frame = featured.copy()  # the seed's toPandas() of the micro-batch is not even counted
         matrix = np.array([self.encode_row(row) for row in frame.to_dict("records")])
         scores = self.model.predict_proba(self.scaler.transform(matrix))[:, 1]
         frame["fraud_score"] = scores
@@ -179,53 +131,55 @@ class SeedScorer:
         return len(frame)
 
 
-def seed_vs_ours(spark, settings, model, batch: pd.DataFrame, repeats: int) -> dict:
+def kafka_records(messages: list[tuple[str, bytes]], topic: str) -> pd.DataFrame:
+    """Messages as the Kafka source hands them to the pass (value, topic, partition, offset, timestamp)."""
+    now = pd.Timestamp(datetime.now(UTC)).tz_localize(None)
+    return pd.DataFrame({"value": [v for _, v in messages], "topic": topic, "partition": np.int32(0),
+                         "offset": np.arange(len(messages), dtype="int64"), "timestamp": now})
+
+
+def seed_vs_ours(settings, model, rows: int, repeats: int) -> dict:
     from sqlalchemy import create_engine
 
+    from features.batch import compute_features
     from features.definition import NUMERIC_FEATURES
-    from fraudops.db import connect
-    from streaming.batch_handlers import ScoringBatchWriter
-    from streaming.merchant_risk import MerchantRiskCache
-    from streaming.model_server import ModelServer
-    from streaming.scoring_job import JobOptions, sink_targets
+    from fraudops.contract.messages import validate_messages_frame
+    from streaming.scoring_job import JobOptions, feature_store_target, sink_targets
+    from streaming.scoring_pass import PassInputs, process_records
     from streaming.sinks import pg_connect
 
     name = run_id()
     ns = create_namespace(settings, name, 1, scratch=Path(tempfile.gettempdir()))
+    messages = MessageStream(2_000, expected=rows, seed=7).take(rows)
+    records = kafka_records(messages, ns.topic)
     try:
         options = JobOptions(checkpoint_dir=ns.checkpoint_dir, pg_schema=ns.pg_schema, redis_prefix=ns.redis_prefix,
-                             alerts_topic=ns.alerts_topic, model_uri=f"models:/{model.name}/Production")
+                             alerts_topic=ns.alerts_topic)
         targets = sink_targets(settings, options)
-        server = ModelServer(spark, options.model_uri, settings, refresh_seconds=3600)
-        server.start()
-        writer = ScoringBatchWriter(server, MerchantRiskCache(spark, targets, refresh_seconds=3600), targets)
+        inputs = PassInputs(targets, feature_store_target(settings, options), served_model(settings, model),
+                            settings.mlflow_tracking_uri)
+        featured = compute_features(validate_messages_frame([v for _, v in messages]).drop(columns="reject_reason"),
+                                    use_history_labels=False)
         seed = SeedScorer(model.featured, list(NUMERIC_FEATURES))
         engine = create_engine("postgresql+psycopg2://", creator=lambda: pg_connect(targets))
-        frame = spark.createDataFrame(batch).cache()
-        frame.count()
         reset = _truncate(settings, ns.pg_schema)
+        process_records(records.head(100), inputs)  # warm: model and connections, as a warm worker has them
         ours_runs, seed_runs = [], []
         for _ in range(repeats):
             reset()
             started = time.perf_counter()
-            writer(frame, len(ours_runs))
+            process_records(records, inputs)
             ours_runs.append(time.perf_counter() - started)
             started = time.perf_counter()
-            seed.score_and_store(frame, engine, "transactions_seed")
+            seed.score_and_store(featured, engine, "transactions_seed")
             seed_runs.append(time.perf_counter() - started)
-        conn = connect(settings)
-        with conn.cursor() as cur:
-            cur.execute(f'SELECT count(*) FROM "{ns.pg_schema}".transactions')
-            stored = cur.fetchone()[0]
-        conn.close()
-        frame.unpersist()
         engine.dispose()
     finally:
         drop_namespace(settings, ns)
     ours, seed_seconds = min(ours_runs), min(seed_runs)
-    return {"rows": len(batch), "ours_seconds": round(ours, 3), "seed_seconds": round(seed_seconds, 3),
-            "ratio_seed_to_ours": round(seed_seconds / ours, 2), "ours_rows_per_second": round(len(batch) / ours),
-            "seed_rows_per_second": round(len(batch) / seed_seconds), "ours_rows_stored": int(stored),
+    return {"rows": rows, "ours_seconds": round(ours, 3), "seed_seconds": round(seed_seconds, 3),
+            "ratio_seed_to_ours": round(seed_seconds / ours, 2), "ours_rows_per_second": round(rows / ours),
+            "seed_rows_per_second": round(rows / seed_seconds),
             "ours_all_runs": [round(v, 3) for v in ours_runs], "seed_all_runs": [round(v, 3) for v in seed_runs]}
 
 
@@ -245,25 +199,94 @@ def _truncate(settings, schema: str):
     return reset
 
 
-def run(settings, rows: int = 20_000, repeats: int = 3, model=None) -> dict:
-    """Both comparisons; ``model`` (bench_support.BenchModel) is registered when not given."""
-    from fraudops.spark_session import build_spark_session
+# ---------------------------------------------------------------- 3. batch cost vs users in the store
 
-    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
-    batch = micro_batch(model.featured, rows)
-    spark = build_spark_session("bench-scoring", master="local[2]", shuffle_partitions=2)
-    spark.sparkContext.setLogLevel("ERROR")
+class PrivateRedis:
+    """A redis-server of this benchmark only (no persistence), stopped by its PID."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def client(self):
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return client
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fill_users(client, prefix: str, first: int, count: int) -> None:
+    """``count`` more distinct users with one old event each (only the number of keys matters)."""
+    member = "1700000000000000\x1fFILL\x1f1.0\x1fUS\x1fM\x1f"
+    for start in range(first, first + count, 50_000):
+        pipe = client.pipeline(transaction=False)
+        for user in range(start, min(first + count, start + 50_000)):
+            pipe.zadd(f"{prefix}fs:user:FILL{user}", {member: 1_700_000_000_000_000})
+        pipe.execute()
+
+
+def batch_cost_vs_users(repeats: int, batch_rows: int = 10_000, small: int = 10_000, large: int = 1_000_000) -> dict:
+    """The same batch's feature step with ``small`` and then ``large`` distinct users in the store."""
+    from features.online import FeatureStore
+    from features.stream import remember_events, stream_features
+    from simulator.generator import generate_history
+
+    history = generate_history(days=30, customers=2_000, seed=11)
+    history = history.sort_values(["transaction_time", "transaction_id"]).reset_index(drop=True)
+    earlier, batch = history.iloc[:-batch_rows], history.iloc[-batch_rows:]
+    server = PrivateRedis()
     try:
-        load_before = machine_load()
-        stage = scoring_stage_vs_raw(spark, settings, model, batch, repeats)
-        stage["load"] = {"before": load_before, "after": machine_load()}
-        load_before = machine_load()
-        batch_cmp = seed_vs_ours(spark, settings, model, batch, repeats)
-        batch_cmp["load"] = {"before": load_before, "after": machine_load()}
+        store = FeatureStore(server.client(), prefix="bench:")
+        for start in range(0, len(earlier), 20_000):
+            remember_events(store, earlier.iloc[start:start + 20_000])
+        users_with_history = int(earlier["user_id"].nunique())
+        _fill_users(store.client, store.prefix, 0, small - users_with_history)
+
+        def step():
+            stream_features(batch, store)
+            remember_events(store, batch)
+
+        step()  # the batch's own events are then in the store, as in a replay: same work each time
+        small_seconds = best_of(repeats, step)
+        small_keys = store.client.dbsize()
+        _fill_users(store.client, store.prefix, small, large - small_keys)
+        large_seconds = best_of(repeats, step)
+        large_keys = store.client.dbsize()
     finally:
-        spark.stop()
-    return {"model": {"name": model.name, "version": model.version, "train_seconds": round(model.train_seconds, 1)},
-            "scoring_stage": stage, "seed_vs_ours": batch_cmp}
+        server.stop()
+    return {"batch_rows": batch_rows, "batch_users": int(batch["user_id"].nunique()),
+            "users_small": small_keys, "users_large": large_keys, "seconds_small": round(small_seconds, 3),
+            "seconds_large": round(large_seconds, 3), "ratio_large_to_small": round(large_seconds / small_seconds, 3)}
+
+
+def run(settings, rows: int = 20_000, repeats: int = 3, model=None) -> dict:
+    """All three comparisons; ``model`` (bench_support.BenchModel) is registered when not given."""
+    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
+    out = {"model": {"name": model.name, "version": model.version, "train_seconds": round(model.train_seconds, 1)}}
+    for key, action in (("scoring_stage", lambda: scoring_vs_raw(settings, model, rows, repeats)),
+                        ("seed_vs_ours", lambda: seed_vs_ours(settings, model, rows, repeats)),
+                        ("batch_cost_vs_users", lambda: batch_cost_vs_users(repeats))):
+        load_before = machine_load()
+        out[key] = action()
+        out[key]["load"] = {"before": load_before, "after": machine_load()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:

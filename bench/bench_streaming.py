@@ -1,31 +1,34 @@
-"""End-to-end benchmark of the scoring job: Kafka -> Spark (validation, stateful features, model)
--> PostgreSQL, Redis and the alerts topic, with the job running as users run it (spark-submit,
-local[2]). Needs the local stack (`make stack-up`).
+"""End-to-end benchmark of the scoring job as users run it (spark-submit, local[2]): Kafka ->
+one pandas pass per micro-batch (validation, features from the online feature store, model) ->
+PostgreSQL, Redis and the alerts topic. Needs the local stack (`make stack-up`).
 
-Reads:  the live simulator (simulator.generator), the MLflow registry (a fresh model per run).
-Writes: its own topics, PostgreSQL schema and Redis prefix (removed afterwards), job logs under
-        bench/results/logs/, and the results (JSON) returned to bench.run or printed.
-Run:    .venv/bin/python -m bench.bench_streaming [--customers 20000] [--max-messages 100000] [--quick]
+Reads:  the live simulator (simulator.generator), the MLflow registry (the run's model).
+Writes: its own topics, PostgreSQL schema, Redis and feature-store prefixes (removed
+        afterwards), job logs under bench/results/logs/, the results (JSON) for bench.run.
+Run:    .venv/bin/python -m bench.bench_streaming [--rate-seconds 200] [--quick]
 
-What one configuration (partitions, trigger interval) measures, in one job run:
-1. start-up: the job starts on a small warm-up backlog (first batches include JVM warm-up,
-   Python workers, the model load); not counted in anything below;
-2. sustained throughput at an unlimited producer rate: a batch of transactions produced as fast
-   as the producer goes while the job runs (a probe sizes it to last ~2 minutes);
-   transactions/s = messages / (last commit - first produce), and the steady rate between 10%
-   and 90% of them from a 1 s row-count trace;
-3. end-to-end latency at fixed rates: for each rate the job can sustain, ``rate_seconds`` of
-   paced production, then per row ingested_at - produced_at (Kafka timestamp -> the PostgreSQL
-   transaction that committed it) p50/p95/p99, plus the job's own per-batch latency metrics;
-   a rate above the measured capacity is reported as not sustainable (its latency grows without
-   bound), and latency is also measured at half the capacity;
-4. the peak resident memory of the whole job (JVM + Python workers), sampled every 0.5 s.
+One job run, in this order (latency = Kafka record timestamp -> the PostgreSQL transaction that
+stored the row, per row, from ``transactions.ingested_at``; the job's own commit-time latency
+per batch is reported next to it):
+1. start: a small backlog, then the job; first_row_after_start_s = job start -> first row stored;
+2. sustained throughput: ``throughput_messages`` produced as fast as the producer goes;
+   tx/s = messages / (last row stored - first produced), and the steady rate between 10% and
+   90% of them from a 1 s row-count trace;
+3. latency at 2,000 and at 500 tx/s: ``rate_seconds`` of paced production each; the first
+   ``warmup_seconds`` of each are left out; load average sampled every 5 s meanwhile;
+4. single-row micro-batches: lone messages 3 s apart; the job's handler time of those batches;
+5. SIGKILL of the whole job, a backlog produced while it is down, a restart:
+   first_row_after_kill_s = restart -> first new row stored; then every row exactly once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -41,11 +44,12 @@ from bench.bench_support import (
     produce,
     register_model,
     run_id,
+    scalar,
     wait_for_rows,
 )
 
 WARMUP_MESSAGES = 2_000
-PROBE_MESSAGES = 2_000
+KILL_BACKLOG = 2_000
 
 
 def steady_rate(trace: list[tuple[float, int]], base: int, n: int) -> float | None:
@@ -59,108 +63,129 @@ def steady_rate(trace: list[tuple[float, int]], base: int, n: int) -> float | No
     return (high[1] - low[1]) / (high[0] - low[0])
 
 
+class LoadSampler:
+    """1-minute load average every ``interval`` seconds while running (other agents' work included)."""
+
+    def __init__(self, interval: float = 5.0):
+        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        return round(statistics.mean(self.samples), 2) if self.samples else None
+
+
+def time_to_first_new_row(settings, ns, job: JobProcess, base: int, timeout: float) -> float:
+    """Seconds from now until the job has stored more than ``base`` rows."""
+    started = time.monotonic()
+    wait_for_rows(settings, ns, base + 1, job, timeout, interval=0.25)
+    return round(time.monotonic() - started, 1)
+
+
 def measure_throughput(settings, ns, job: JobProcess, messages: list, base: int, timeout: float) -> dict:
-    """Produce ``messages`` at an unlimited rate while the job runs; rows/s until all committed."""
+    """Produce ``messages`` at an unlimited rate while the job runs; rows/s until all stored."""
     load_before = machine_load()
     produced = produce(settings, ns.topic, messages, rate=0)
     trace = wait_for_rows(settings, ns, base + len(messages), job, timeout)
-    done_at = trace[-1][0]
-    seconds = done_at - produced["started_at"]
+    seconds = trace[-1][0] - produced["started_at"]
+    steady = steady_rate(trace, base, len(messages))
     return {"messages": len(messages), "producer_messages_per_second": produced["messages_per_second"],
             "seconds": round(seconds, 2), "transactions_per_second": round(len(messages) / seconds, 1),
-            "steady_transactions_per_second": _round(steady_rate(trace, base, len(messages))),
+            "steady_transactions_per_second": None if steady is None else round(steady, 1),
             "load_before": load_before, "load_after": machine_load()}
 
 
-def measure_latency(settings, ns, job: JobProcess, messages: list, rate: float, base: int, timeout: float) -> dict:
-    """Produce ``messages`` paced at ``rate``/s; latency percentiles of exactly those rows."""
-    load_before = machine_load()
+def measure_latency(settings, ns, job: JobProcess, stream: MessageStream, rate: float, seconds: float,
+                    warmup_seconds: float, base: int, timeout: float) -> dict:
+    """``seconds`` of production paced at ``rate``/s; latency of the rows produced after the warm-up."""
+    sampler = LoadSampler()
     started = time.time()
+    messages = stream.take(int(rate * seconds))
     produced = produce(settings, ns.topic, messages, rate=rate)
     wait_for_rows(settings, ns, base + len(messages), job, timeout)
+    load = sampler.stop()
+    since = started + warmup_seconds
     return {"target_rate": rate, "achieved_producer_rate": produced["messages_per_second"],
-            "messages": len(messages), "latency": latency_percentiles(settings, ns, started - 1.0),
-            "job_reported": job_reported_latency(settings, ns, started - 1.0),
-            "load_before": load_before, "load_after": machine_load()}
+            "messages": len(messages), "seconds": seconds, "warmup_seconds": warmup_seconds,
+            "latency": latency_percentiles(settings, ns, since),
+            "job_reported": job_reported_latency(settings, ns, since), "load_avg_during": load}
 
 
-def run_configuration(settings, model_name: str, scratch: Path, partitions: int, trigger_seconds: float,
-                      rates: list[float], customers: int, max_messages: int = 100_000,
-                      throughput_seconds: float = 120.0, rate_seconds: float = 30.0,
-                      max_offsets_per_trigger: int = 50_000, timeout: float = 1800) -> dict:
-    """One job run: warm-up, a capacity probe, sustained throughput, then latency at each rate.
+def single_row_batches(settings, ns, job: JobProcess, stream: MessageStream, base: int, count: int = 5) -> dict:
+    """Lone messages 3 s apart: the job's handler time of 1-row micro-batches and their latency."""
+    since = time.time()
+    for i in range(count):
+        produce(settings, ns.topic, stream.take(1))
+        wait_for_rows(settings, ns, base + i + 1, job, 120, interval=0.1)
+        time.sleep(3)
+    handler = scalar(settings, f"""
+        WITH batches AS (
+            SELECT labels->>'batch_id' AS batch_id,
+                   max(metric_value) FILTER (WHERE metric_name = 'scored_rows') AS rows,
+                   max(metric_value) FILTER (WHERE metric_name = 'batch_write_seconds') AS seconds
+            FROM "{ns.pg_schema}".monitoring_metrics
+            WHERE labels->>'query' = 'scoring' AND recorded_at >= to_timestamp(%s) GROUP BY 1)
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM batches WHERE rows = 1""", (since,))
+    return {"messages": count, "handler_seconds_median": None if handler is None else round(float(handler), 3),
+            "latency": latency_percentiles(settings, ns, since)}
 
-    The throughput phase is sized from the probe to last about ``throughput_seconds`` (at most
-    ``max_messages``). A rate above 90% of the measured capacity is not run: its backlog, and so
-    its latency, would grow without bound; it is reported as not sustainable, and latency is
-    measured at half the capacity instead, where the job keeps up.
-    """
+
+def kill_and_restart(settings, ns, job: JobProcess, stream: MessageStream, base: int, timeout: float) -> dict:
+    """SIGKILL the job's process group, produce a backlog, restart; time to the first new row."""
+    os.killpg(job.proc.pid, signal.SIGKILL)
+    job.proc.wait(60)
+    produce(settings, ns.topic, stream.take(KILL_BACKLOG))
+    stored_before = int(scalar(settings, f'SELECT count(*) FROM "{ns.pg_schema}".transactions'))
+    job.start()
+    first_row = time_to_first_new_row(settings, ns, job, stored_before, timeout)
+    wait_for_rows(settings, ns, base + KILL_BACKLOG, job, timeout)
+    total, distinct = (int(scalar(settings, f'SELECT {expr} FROM "{ns.pg_schema}".transactions'))
+                       for expr in ("count(*)", "count(DISTINCT transaction_id)"))
+    return {"first_row_after_kill_s": first_row, "rows": total, "distinct": distinct,
+            "expected": base + KILL_BACKLOG, "exactly_once": total == distinct == base + KILL_BACKLOG}
+
+
+def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: int = 200_000,
+        rates: tuple[float, ...] = (2_000.0, 500.0), rate_seconds: float = 200.0, warmup_seconds: float = 20.0,
+        partitions: int = 4, trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+        timeout: float = 1800, model=None) -> dict:
+    """The phases above in one job run; returns the results."""
+    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
     name = run_id()
     ns = create_namespace(settings, name, partitions, scratch)
     logs = RESULTS_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    job = JobProcess.build(ns, model_name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
-    stream = MessageStream(customers, expected=max_messages * 2)
+    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    stream = MessageStream(customers, expected=throughput_messages + int(sum(rates) * rate_seconds) + 20_000)
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
               "max_offsets_per_trigger": max_offsets_per_trigger, "job_log": str(job.log_path), "latency": []}
     done = 0
     try:
         produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
-        started = time.monotonic()
         job.start()
+        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
         wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
         done = WARMUP_MESSAGES
-        result["startup_seconds_incl_warmup"] = round(time.monotonic() - started, 1)
-        probe = measure_throughput(settings, ns, job, stream.take(PROBE_MESSAGES), done, timeout)
-        done += PROBE_MESSAGES
-        size = int(min(max_messages, max(PROBE_MESSAGES, probe["transactions_per_second"] * throughput_seconds)))
-        result["throughput"] = measure_throughput(settings, ns, job, stream.take(size), done, timeout)
-        done += size
-        capacity = result["throughput"]["transactions_per_second"]
-        for rate in [*rates, round(capacity / 2, 1)]:
-            if rate > 0.9 * capacity:
-                result["latency"].append({"target_rate": rate, "not_sustainable": True,
-                                          "backlog_growth_per_second": round(rate - capacity, 1)})
-                continue
-            phase = measure_latency(settings, ns, job, stream.take(int(rate * rate_seconds)), rate, done, timeout)
+        result["throughput"] = measure_throughput(settings, ns, job, stream.take(throughput_messages), done, timeout)
+        done += throughput_messages
+        for rate in rates:
+            phase = measure_latency(settings, ns, job, stream, rate, rate_seconds, warmup_seconds, done, timeout)
             result["latency"].append(phase)
             done += phase["messages"]
-        result["job_batches"] = job_reported_latency(settings, ns, 0)
+        result["single_row"] = single_row_batches(settings, ns, job, stream, done)
+        done += result["single_row"]["messages"]
+        result["kill"] = kill_and_restart(settings, ns, job, stream, done, timeout)
     except RuntimeError as exc:
         result["error"] = str(exc)[:2000]
     finally:
         result["peak_rss_mb"] = round(job.peak_rss_bytes / 2**20)
         result["exit_code"] = job.stop()
         drop_namespace(settings, ns)
-    return result
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
-DEFAULT_CONFIGURATIONS = [  # (partitions, trigger seconds, latency rates)
-    (2, 1.0, [1000.0, 2000.0, 5000.0]),
-    (1, 1.0, []),
-    (2, 0.5, [1000.0]),
-    (2, 5.0, [1000.0]),
-]
-QUICK_CONFIGURATIONS = [(2, 1.0, [2000.0])]
-
-
-def run(settings, scratch: Path, customers: int = 20_000, max_messages: int = 100_000,
-        throughput_seconds: float = 120.0, rate_seconds: float = 30.0, configurations=None, model=None) -> dict:
-    """Every configuration against one model (registered when not given); returns the results."""
-    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
-    results = {"model": {"name": model.name, "version": model.version, "train_rows": len(model.featured)},
-               "runs": []}
-    for partitions, trigger, rates in configurations or DEFAULT_CONFIGURATIONS:
-        print(f"streaming: {partitions} partition(s), trigger {trigger}s, rates {rates} ...", flush=True)
-        outcome = run_configuration(settings, model.name, scratch, partitions, trigger, rates, customers,
-                                    max_messages, throughput_seconds, rate_seconds)
-        print(json.dumps(outcome, indent=1), flush=True)
-        results["runs"].append(outcome)
-    return results
+    return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -170,16 +195,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000, help="distinct card holders in the stream")
-    parser.add_argument("--max-messages", type=int, default=100_000, help="cap of the throughput phase")
-    parser.add_argument("--throughput-seconds", type=float, default=120.0, help="target length of that phase")
-    parser.add_argument("--rate-seconds", type=float, default=30.0, help="duration of each fixed-rate phase")
-    parser.add_argument("--quick", action="store_true", help="one configuration, small volumes (harness check)")
+    parser.add_argument("--throughput-messages", type=int, default=200_000, help="size of the throughput phase")
+    parser.add_argument("--rate-seconds", type=float, default=200.0, help="duration of each fixed-rate phase")
+    parser.add_argument("--quick", action="store_true", help="small volumes (harness check)")
     args = parser.parse_args(argv)
-    configurations = QUICK_CONFIGURATIONS if args.quick else None
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as scratch:
-        results = run(load_settings(), Path(scratch), args.customers, args.max_messages,
-                      20.0 if args.quick else args.throughput_seconds, 10.0 if args.quick else args.rate_seconds,
-                      configurations)
+        if args.quick:
+            results = run(load_settings(), Path(scratch), 2_000, 10_000, rate_seconds=20.0, warmup_seconds=5.0)
+        else:
+            results = run(load_settings(), Path(scratch), args.customers, args.throughput_messages,
+                          rate_seconds=args.rate_seconds)
     print(json.dumps(results, indent=2))
     return results
 

@@ -50,7 +50,7 @@ def bench_batch(history, repeat: int) -> dict:
 
 def bench_stream_step(history, users: int, events_per_call: int) -> dict:
     """Replay ``users`` users' histories ``events_per_call`` events at a time through the state."""
-    from features.user_state import UserState, user_window_features
+    from tests.feature_oracle import UserState, user_window_features  # the former per-user stream step
 
     chosen = history["user_id"].drop_duplicates().head(users)
     subset = history[history["user_id"].isin(chosen)].sort_values("transaction_time", kind="mergesort")

@@ -1,15 +1,17 @@
 """`make bench`: every benchmark of the scoring job in one go, on the local stack.
 
 Reads:  the local stack (`make stack-up`), the live simulator; registers one model for all parts.
-Writes: bench/results/<timestamp>.json (git-ignored) and bench/results/<timestamp>.md, and
-        prints the markdown table (bench/RESULTS.md is a committed copy of a chosen run).
+Writes: bench/results/<timestamp>.json (git-ignored) and bench/results/<timestamp>.md; a full
+        run (not --quick) of the scoring parts also writes bench/RESULTS.md and bench/RESULTS.json
+        (issue 12's numbers, committed); prints the markdown.
 Run:    .venv/bin/python -m bench.run [--quick] [--only scoring,stages,streaming]
 
 Parts (each is its own module, runnable alone):
-  scoring    bench.bench_scoring: scoring stage vs raw predict_proba; the seed's batch vs ours
-  stages     bench.stage_profile: cumulative stages of the job on one backlog, per-user cost
-  streaming  bench.bench_streaming: spark-submit job, sustained tx/s, latency at fixed rates,
-             1 and 2 partitions, several trigger intervals, peak memory
+  scoring    bench.bench_scoring: scoring step vs raw predict_proba; the seed's batch vs ours;
+             the same batch's cost with 10k vs 1M users in the feature store
+  stages     bench.stage_profile: the scoring pass's steps, timed one by one
+  streaming  bench.bench_streaming: spark-submit job: first row after start, sustained tx/s,
+             latency at 2,000 and 500 tx/s, single-row batches, SIGKILL + restart, peak memory
   portal     bench.portal_bench: analyst portal, queue/dashboard p95 at 1M transactions, 50 live clients
 A part that fails is recorded with its error and the others still run. Timing goals are
 reported here, never asserted in tests.
@@ -43,13 +45,13 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
         from bench import stage_profile
 
         if quick:
-            return stage_profile.run(settings, messages=1_000, customers=500, max_offsets=500, model=model)
+            return stage_profile.run(settings, messages=4_000, customers=1_000, batch=1_000, model=model)
         return stage_profile.run(settings, model=model)
     from bench import bench_streaming
 
     if quick:
-        return bench_streaming.run(settings, scratch, customers=2_000, max_messages=5_000, throughput_seconds=20.0,
-                                   rate_seconds=10.0, configurations=bench_streaming.QUICK_CONFIGURATIONS, model=model)
+        return bench_streaming.run(settings, scratch, customers=2_000, throughput_messages=10_000, rate_seconds=20.0,
+                                   warmup_seconds=5.0, model=model)
     return bench_streaming.run(settings, scratch, model=model)
 
 
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     markdown = bench_report.render(results)
     json_path.with_suffix(".md").write_text(markdown)
+    if not args.quick and {"scoring", "stages", "streaming"} <= set(parts):
+        committed = Path(__file__).resolve().parent
+        (committed / "RESULTS.md").write_text(markdown)
+        (committed / "RESULTS.json").write_text(json.dumps(bench_report.summary(results), indent=2) + "\n")
     print(markdown)
     print(f"results: {json_path}")
     return results

@@ -2,12 +2,13 @@
 
 - features.definition: FEATURE_SET_VERSION, NUMERIC_FEATURES, CATEGORICAL_FEATURES, FEATURE_COLUMNS
   and the parameters (windows, horizons, prior). Everything else imports the names from there.
-- features.user_state: the per-user pure function both paths call (user_window_features), and
-  its many-users form for the stream's bucketed state (users_window_features, BucketState).
+- features.user_state: the vectorised per-user core both paths call (window_features).
 - features.merchant: merchant fraud rate from labels known at the time (point in time).
 - features.batch: compute_features(transactions, labels) for training (pandas).
 - features.spark_batch: add_features_spark(df) on Spark (same functions, applyInPandas).
-- features.stream: add_stream_features(stream_df, merchant_risk_df) for the streaming job.
+- features.online: the online feature store (each user's recent events in Redis) and the
+  per-user features of a micro-batch's events as of each event.
+- features.stream: stream_features(events, store, merchant_snapshot) for the streaming job.
 
 Importing the package imports nothing else (no Spark, no side effects).
 """

@@ -18,9 +18,6 @@ LONGEST_WINDOW_SECONDS = max(WINDOWS_SECONDS.values())
 # previous transaction" feature, whose value when there is no earlier transaction in that horizon).
 SEEN_HORIZON_SECONDS = 90 * 86_400
 NO_PREVIOUS_SECONDS = float(SEEN_HORIZON_SECONDS)
-# Bounds of the per-user state (pathological users only; normal users never reach them).
-MAX_SEEN_ITEMS = 256
-MAX_HISTORY_EVENTS = 5_000
 
 TINY_AMOUNT = 5.0  # amounts strictly below this count as "tiny" (card testing bursts)
 NIGHT_HOURS = range(0, 6)  # UTC hours counted as night

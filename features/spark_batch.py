@@ -1,9 +1,9 @@
 """Spark batch path: the same features as features.batch.compute_features, computed on Spark.
 
-Per bucket of users (the streaming state's hash, finer), groupBy(bucket).applyInPandas replays
-the bucket's users' whole histories through features.stream.features_for_bucket_events (the
-function the streaming processor calls, one vectorised pass over many users); per
-merchant, a cogroup of transactions and labels applies
+Per bucket of users (``pmod(xxhash64(user_id), BATCH_BUCKETS)``), groupBy(bucket).applyInPandas
+replays the bucket's users' whole histories through features.batch.user_features (the
+vectorised core, features.user_state.window_features, one pass over many users) and
+features.stateless; per merchant, a cogroup of transactions and labels applies
 features.merchant.merchant_features_point_in_time. For histories too large for one pandas
 frame; results equal compute_features (row order aside).
 """
@@ -14,8 +14,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.batch import HISTORY_LABEL_COLUMNS
-from features.definition import REQUIRED_INPUT_COLUMNS
+from features.batch import HISTORY_LABEL_COLUMNS, user_features
+from features.definition import FEATURE_COLUMNS, REQUIRED_INPUT_COLUMNS
 from features.merchant import (
     DEFAULT_LABEL_DELAY,
     LABEL_TIME_COLUMNS,
@@ -31,23 +31,33 @@ from features.spark_columns import (
     select_output,
     with_optional_spark_columns,
 )
-from features.stream import BUCKET_COLUMN, PROCESSOR_FEATURES, features_for_bucket_events, user_bucket
+from features.stateless import stateless_features
+from features.user_state import event_arrays
 
 _KEY = "_merchant_key"
-# groups of the batch path hold whole histories: more, smaller buckets than the stream's state
+# each group holds whole histories of a bucket of users
 BATCH_BUCKETS = 256
+BUCKET_COLUMN = "_features_user_bucket"
+USER_AND_STATELESS_FEATURES = [name for name in FEATURE_COLUMNS if name not in MERCHANT_FEATURES]
+
+
+def _user_and_stateless(events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` (amount as float) plus the stateless and per-user features of its rows."""
+    arrays = event_arrays(events)
+    stateless = stateless_features(events, arrays["time_us"])
+    added = pd.concat([stateless.drop(columns="amount"), user_features(events, arrays)], axis=1)
+    return pd.concat([events.assign(amount=stateless["amount"].to_numpy()), added], axis=1)
 
 
 def _user_features(df: DataFrame) -> DataFrame:
-    schema = schema_with_features(df.schema, PROCESSOR_FEATURES)
+    schema = schema_with_features(df.schema, USER_AND_STATELESS_FEATURES)
     columns = schema.fieldNames()
 
     def per_bucket(events: pd.DataFrame) -> pd.DataFrame:
-        out, _ = features_for_bucket_events(None, events.drop(columns=BUCKET_COLUMN))
-        return out[columns]
+        return _user_and_stateless(events.drop(columns=BUCKET_COLUMN))[columns]
 
-    return df.withColumn(BUCKET_COLUMN, user_bucket(BATCH_BUCKETS)).groupBy(BUCKET_COLUMN).applyInPandas(
-        per_bucket, schema)
+    bucket = F.pmod(F.xxhash64("user_id"), F.lit(BATCH_BUCKETS))
+    return df.withColumn(BUCKET_COLUMN, bucket).groupBy(BUCKET_COLUMN).applyInPandas(per_bucket, schema)
 
 
 def _labels_with_merchant(

@@ -1,6 +1,6 @@
 """Spark-side helpers shared by the Spark batch path and the streaming path.
 
-Schemas of the feature columns and of the per-user state, the merchant identity as a Spark
+Schemas of the feature columns, the merchant identity as a Spark
 column (twin of features.stateless.merchant_key), and the merchant-risk join. Importing this
 module imports pyspark but starts nothing.
 """
@@ -14,26 +14,6 @@ from pyspark.sql import types as T
 
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, OPTIONAL_INPUT_COLUMNS
 from features.merchant import MERCHANT_FEATURES
-from features.user_state import SEEN_KINDS, UserState
-
-_STATE_FIELD_TYPES = {
-    "time_us": T.LongType(),
-    "transaction_id": T.StringType(),
-    "amount": T.DoubleType(),
-    "country": T.StringType(),
-    **{f"seen_{k}": T.StringType() for k in SEEN_KINDS},
-    **{f"seen_{k}_time_us": T.LongType() for k in SEEN_KINDS},
-}
-USER_STATE_SCHEMA = T.StructType(
-    [
-        T.StructField(name, T.ArrayType(_STATE_FIELD_TYPES[name], containsNull=False))
-        for name in UserState.RECORD_FIELDS
-    ]
-)
-
-# The streaming job's state per bucket of users: BucketState.to_bytes() in one binary field
-# (array-typed state schemas do not round-trip in pyspark 4.3's Python state API).
-BUCKET_STATE_SCHEMA = T.StructType([T.StructField("bucket_state", T.BinaryType(), False)])
 
 
 def feature_field(name: str) -> T.StructField:

@@ -1,21 +1,20 @@
-"""foreachBatch handlers of the scoring job: scoring + sinks, quarantine, labels.
+"""foreachBatch handlers of the scoring job: scoring (with quarantine and every sink), labels.
 
-Each handler runs on the driver once per micro-batch; the heavy work (scoring, writing) runs on
-the executors through mapInPandas. A handler that raises fails the micro-batch: the query stops
-with the error and restarts from its checkpoint (streaming.scoring_job supervises it).
+Each handler runs on the driver once per micro-batch; the heavy work (parsing, features,
+scoring, writing) runs on the executors in one mapInPandas pass. A handler that raises fails the
+micro-batch: the query stops with the error and restarts from its checkpoint
+(streaming.scoring_job supervises it).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 
-from features.spark_columns import attach_merchant_risk
-from fraudops.contract.tables import LABEL_SOURCES, TRANSACTION_INSERT_COLUMNS
+from features.online import FeatureStoreTarget
+from fraudops.contract.messages import validate_label_message
 from streaming.metrics import (
     REDIS_GAP_CLOSED,
     REDIS_GAP_STARTED,
@@ -24,61 +23,81 @@ from streaming.metrics import (
     record_audit,
     record_metrics,
 )
-from streaming.sinks import (
-    WRITE_STATS_DDL,
-    SinkTargets,
-    pg_connect,
-    quarantine_writer,
-    resync_redis_alerts,
-    scored_rows_writer,
-    upsert_labels,
-)
+from streaming.scoring_pass import KAFKA_COLUMNS, PASS_STATS_DDL, PassInputs, scoring_pass, stats_summary
+from streaming.sinks import SinkTargets, pg_connect, resync_redis_alerts, upsert_labels
 
 log = logging.getLogger("streaming.batch_handlers")
 
 
 class ScoringBatchWriter:
-    """Score a micro-batch of featured transactions and write it to every sink."""
+    """foreachBatch handler of the scoring query: ONE pandas pass over the micro-batch's Kafka
+    records (streaming.scoring_pass), then the batch's metrics and the Redis gap bookkeeping.
 
-    def __init__(self, model_server, merchant_risk, targets: SinkTargets):
+    ``tasks`` = 1 runs the pass as one task (coalesce: no shuffle); more spread the users over
+    that many tasks by a hash of user_id (one shuffle). Either way all events of a user in a
+    micro-batch are in one task, which the as-of features need.
+    """
+
+    def __init__(self, model_server, merchant_risk, targets: SinkTargets, store: FeatureStoreTarget,
+                 tracking_uri: str, tasks: int = 1):
         self.model_server = model_server
         self.merchant_risk = merchant_risk
         self.targets = targets
+        self.store = store
+        self.tracking_uri = tracking_uri
+        self.tasks = tasks
         self.redis_gap_since: datetime | None = None  # first alert Redis missed, if any
         self._gap_restored = False  # read an unclosed gap of an earlier run from audit_log once
+        self._conn = None  # the driver's PostgreSQL connection for metrics, reused across batches
+
+    def plan(self, batch_df):
+        """The micro-batch's Kafka records, laid out for the pass (see the class docstring)."""
+        from pyspark.sql import functions as F
+
+        records = batch_df.select(*KAFKA_COLUMNS)
+        if self.tasks == 1:
+            return records.coalesce(1)
+        return records.repartition(self.tasks, F.get_json_object(F.col("value").cast("string"), "$.user_id"))
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = datetime.now(UTC)
-        self.model_server.refresh()
-        scored = self.model_server.score(attach_merchant_risk(batch_df, self.merchant_risk.snapshot()))
-        scored = scored.withColumn("scored_at", _now_column())
-        stats = (
-            scored.select(*TRANSACTION_INSERT_COLUMNS)
-            .mapInPandas(scored_rows_writer(self.targets), WRITE_STATS_DDL)
-            .collect()
-        )
-        rows = sum(s["rows"] for s in stats)
-        alerts = sum(s["alerts"] for s in stats)
-        missed = sum(s["redis_missed"] for s in stats)
-        latencies = np.concatenate([np.asarray(s["latencies"], dtype="float64") for s in stats]) if stats else np.array([])
-        self._after_write(batch_id, started, rows, alerts, missed, latencies)
+        inputs = PassInputs(targets=self.targets, store=self.store, served=self.model_server.served,
+                            tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current)
+        rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), PASS_STATS_DDL).collect()
+        self._after_write(batch_id, started, inputs.served, stats_summary(rows))
 
-    def _after_write(self, batch_id, started, rows, alerts, missed, latencies) -> None:
+    def _after_write(self, batch_id, started, served, stats: dict) -> None:
         duration = (datetime.now(UTC) - started).total_seconds()
-        served = self.model_server.current.served
-        values = {"scored_rows": rows, "alerts": alerts, "redis_alerts_missed": missed,
+        values = {"scored_rows": stats["rows"], "alerts": stats["alerts"],
+                  "redis_alerts_missed": stats["redis_missed"], "quarantined_rows": stats["quarantined"],
                   "batch_write_seconds": duration, "model_version": float(served.version),
-                  **latency_summary(latencies)}
-        conn = pg_connect(self.targets)
+                  **latency_summary(stats["latencies"])}
         try:
-            record_metrics(conn, values, {"query": "scoring", "batch_id": batch_id,
-                                          "model_version": served.version})
-            self._track_redis_gap(conn, missed, started)
-        finally:
-            conn.close()
-        if rows:
-            log.info("batch %s: %d scored, %d alerts, version %s, %.2fs", batch_id, rows, alerts,
-                     served.version, duration)
+            conn = self._connection()
+            record_metrics(conn, values, {"query": "scoring", "batch_id": batch_id, "model_version": served.version})
+            self._track_redis_gap(conn, stats["redis_missed"], started)
+        except Exception:
+            self.stop()
+            raise
+        if stats["rows"] or stats["quarantined"]:
+            log.info("batch %s: %d scored, %d alerts, %d quarantined, version %s, %.2fs", batch_id,
+                     stats["rows"], stats["alerts"], stats["quarantined"], served.version, duration)
+        if stats["quarantined"]:
+            log.warning("batch %s: %d message(s) quarantined", batch_id, stats["quarantined"])
+
+    def _connection(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = pg_connect(self.targets)
+        return self._conn
+
+    def stop(self) -> None:
+        """Close the driver's metrics connection (a new one opens on the next batch)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._conn = None
 
     def _track_redis_gap(self, conn, missed: int, started: datetime) -> None:
         """Report alerts Redis missed, and copy them over from PostgreSQL once it is back.
@@ -100,41 +119,6 @@ class ScoringBatchWriter:
                 self.redis_gap_since = None
 
 
-def _now_column():
-    from pyspark.sql import functions as F
-
-    return F.current_timestamp()
-
-
-class QuarantineBatchWriter:
-    """Write rejected messages (reason, raw value cut to a bound, topic/partition/offset)."""
-
-    def __init__(self, targets: SinkTargets):
-        self.targets = targets
-
-    def __call__(self, batch_df, batch_id: int) -> None:
-        from pyspark.sql import functions as F
-
-        rows = (
-            batch_df.select(
-                F.col("reject_reason").alias("reason"), "raw_value", "raw_size_bytes", "kafka_topic",
-                "kafka_partition", "kafka_offset", F.col("produced_at").alias("kafka_timestamp"))
-            .mapInPandas(quarantine_writer(self.targets), "rows long")
-            .collect()
-        )
-        count = sum(r["rows"] for r in rows)
-        if count:
-            conn = pg_connect(self.targets)
-            try:
-                record_metrics(conn, {"quarantined_rows": count}, {"query": "quarantine", "batch_id": batch_id})
-            finally:
-                conn.close()
-            log.warning("batch %s: %d message(s) quarantined", batch_id, count)
-
-
-
-
-
 def parse_label_messages(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split Kafka label messages into (labels, rejected with reasons)."""
     good, bad = [], []
@@ -151,25 +135,8 @@ def parse_label_messages(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def _parse_label(value) -> tuple[dict | None, str | None]:
-    try:
-        obj = json.loads(bytes(value).decode("utf-8"))
-    except (TypeError, ValueError, UnicodeDecodeError):
-        return None, "label:not_json"
-    if not isinstance(obj, dict):
-        return None, "label:not_an_object"
-    tid, is_fraud, source = obj.get("transaction_id"), obj.get("is_fraud"), obj.get("source", "chargeback")
-    if not isinstance(tid, str) or not tid or len(tid) > 128:
-        return None, "label:bad_transaction_id"
-    if not isinstance(is_fraud, bool) and is_fraud not in (0, 1):
-        return None, "label:bad_is_fraud"
-    if source not in LABEL_SOURCES:
-        return None, f"label:bad_source:{str(source)[:32]}"
-    try:
-        labeled_at = pd.Timestamp(obj.get("labeled_at") or datetime.now(UTC))
-        labeled_at = labeled_at.tz_localize("UTC") if labeled_at.tzinfo is None else labeled_at.tz_convert("UTC")
-    except (TypeError, ValueError):
-        return None, "label:unparseable_labeled_at"
-    return {"transaction_id": tid, "is_fraud": bool(is_fraud), "source": source, "labeled_at": labeled_at}, None
+    # THE label contract (duplicate keys included) lives in fraudops.contract.messages
+    return validate_label_message(None if value is None else bytes(value))
 
 
 class LabelsBatchWriter:

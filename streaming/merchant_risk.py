@@ -1,66 +1,112 @@
-"""Merchant risk snapshot for the scoring job, refreshed from the labels table on an interval.
+"""Merchant snapshot for the scoring job, refreshed from PostgreSQL on an interval.
 
-The rate is computed by features.merchant (the same functions training uses); this module only
-reads the labels (joined with their transaction's merchant) from PostgreSQL and caches the
-snapshot as a small Spark DataFrame that is broadcast-joined into each micro-batch.
+The features are computed by features.merchant (the same count events training uses); this
+module only reads the transactions of the windows (30 days before now - label_delay, up to the
+snapshot's validity) and their labels from PostgreSQL, builds a features.merchant.MerchantSnapshot
+(small: a base count per merchant and counter plus the next minutes' events) and broadcasts it
+to the workers, where the scoring pass evaluates it at each event's time
+(features.merchant.snapshot_merchant_features). Exact whenever label_delay exceeds the refresh
+interval and the stream's lag (everything the windows need is in PostgreSQL by then).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 
 import pandas as pd
 
-from features.merchant import merchant_risk_snapshot, normalize_labels
+from features.merchant import (
+    DEFAULT_LABEL_DELAY,
+    DEFAULT_SNAPSHOT_VALIDITY,
+    label_delay_micros,
+    merchant_snapshot,
+    normalize_labels,
+)
 from streaming.sinks import SinkTargets, pg_connect
 
 log = logging.getLogger("streaming.merchant_risk")
 
-LABELS_WITH_MERCHANT_SQL = """
-SELECT l.transaction_id, l.is_fraud, l.labeled_at, t.merchant, t.merchant_id
-FROM labels l JOIN transactions t USING (transaction_id)
+WINDOW_TRANSACTIONS_SQL = """
+SELECT transaction_id, merchant, merchant_id, transaction_time FROM transactions
+WHERE transaction_time >= %(start)s AND transaction_time <= %(end)s
 """
+WINDOW_LABELS_SQL = """
+SELECT l.transaction_id, l.is_fraud, l.labeled_at, t.merchant, t.merchant_id, t.transaction_time
+FROM labels l JOIN transactions t USING (transaction_id)
+WHERE t.transaction_time >= %(start)s AND t.transaction_time <= %(end)s AND l.labeled_at <= %(end)s
+"""
+_LONGEST_WINDOW = pd.Timedelta(days=30, seconds=1)
 
 
-def read_labels_with_merchant(targets: SinkTargets) -> pd.DataFrame:
+def _query(cur, sql: str, params: dict) -> pd.DataFrame:
+    cur.execute(sql, params)
+    return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+
+
+def read_merchant_inputs(targets: SinkTargets, as_of: pd.Timestamp, label_delay, valid_for):
+    """(transactions, labels with their transaction's merchant and time) the snapshot needs."""
+    end = as_of - pd.Timedelta(microseconds=label_delay_micros(label_delay)) + pd.Timedelta(valid_for)
+    params = {"start": (end - pd.Timedelta(valid_for) - _LONGEST_WINDOW).to_pydatetime(), "end": end.to_pydatetime()}
     conn = pg_connect(targets)
     try:
         with conn.cursor() as cur:
-            cur.execute(LABELS_WITH_MERCHANT_SQL)
-            rows = cur.fetchall()
-            columns = [d[0] for d in cur.description]
+            transactions = _query(cur, WINDOW_TRANSACTIONS_SQL, params)
+            labels = _query(cur, WINDOW_LABELS_SQL, params)
     finally:
         conn.close()
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
-    return frame
+    for frame, columns in ((transactions, ["transaction_time"]), (labels, ["transaction_time", "labeled_at"])):
+        for name in columns:
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+    return transactions, labels
+
+
+def read_snapshot(targets: SinkTargets, as_of: pd.Timestamp, label_delay=DEFAULT_LABEL_DELAY,
+                  valid_for=DEFAULT_SNAPSHOT_VALIDITY):
+    """The features.merchant.MerchantSnapshot at ``as_of`` from PostgreSQL."""
+    transactions, labels = read_merchant_inputs(targets, as_of, label_delay, valid_for)
+    known = normalize_labels(labels) if len(labels) else None
+    return merchant_snapshot(transactions, known, as_of, label_delay, valid_for)
 
 
 class MerchantRiskCache:
-    """The latest merchant snapshot as a Spark DataFrame; re-read at most every refresh_seconds."""
+    """The latest merchant snapshot as a Spark broadcast of a pandas table, refreshed by a
+    background thread every ``refresh_seconds`` (never on the micro-batch path).
 
-    def __init__(self, spark, targets: SinkTargets, refresh_seconds: float = 60.0):
+    :meth:`start` takes the first snapshot (and raises if it cannot); :attr:`current` is what the
+    next micro-batch's pass reads (None before the first read: every count 0, rates at the prior).
+    """
+
+    def __init__(self, spark, targets: SinkTargets, refresh_seconds: float = 60.0,
+                 label_delay=DEFAULT_LABEL_DELAY):
         self.spark = spark
         self.targets = targets
         self.refresh_seconds = refresh_seconds
-        self._snapshot = None
-        self._taken = float("-inf")
+        self.label_delay = label_delay
+        self.current = None
+        self._previous = None
+        self._stop = threading.Event()
 
-    def snapshot(self):
-        if time.monotonic() - self._taken < self.refresh_seconds:
-            return self._snapshot
-        try:
-            labels = read_labels_with_merchant(self.targets)
-            table = merchant_risk_snapshot(normalize_labels(labels), as_of=pd.Timestamp.now(tz="UTC"))
-        except Exception as exc:  # noqa: BLE001 - keep the previous snapshot, retry next batch
-            if self._taken == float("-inf"):
-                raise
-            log.warning("merchant risk refresh failed (%s); keeping the previous snapshot", exc)
-            return self._snapshot
-        if self._snapshot is not None:
-            self._snapshot.unpersist()
-        # None means "no labels yet": every merchant at the prior (features.spark_columns)
-        self._snapshot = self.spark.createDataFrame(table).persist() if len(table) else None
-        self._taken = time.monotonic()
-        return self._snapshot
+    def start(self) -> None:
+        self.refresh()
+        threading.Thread(target=self._loop, name="merchant-risk-refresh", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep the previous snapshot, retry later
+                log.warning("merchant risk refresh failed (%s); keeping the previous snapshot", exc)
+
+    def refresh(self) -> None:
+        # valid for two refresh intervals: the next snapshot replaces it well before it expires
+        table = read_snapshot(self.targets, pd.Timestamp.now(tz="UTC"), self.label_delay,
+                              pd.Timedelta(seconds=2 * self.refresh_seconds))
+        fresh = self.spark.sparkContext.broadcast(table)
+        # the one before the current may still be read by a batch in flight: unpersist it only now
+        if self._previous is not None:
+            self._previous.unpersist(blocking=False)
+        self._previous, self.current = self.current, fresh

@@ -55,10 +55,13 @@ def open_redis_gap(conn) -> datetime | None:
 
 
 def progress_listener(connect):
-    """A StreamingQueryListener writing each progress report; ``connect()`` opens a DB connection."""
+    """A StreamingQueryListener writing each progress report; ``connect()`` opens a DB connection
+    (one, kept open across reports and reopened after an error)."""
     from pyspark.sql.streaming import StreamingQueryListener
 
     class ProgressToPostgres(StreamingQueryListener):
+        conn = None
+
         def onQueryStarted(self, event):
             pass
 
@@ -72,13 +75,20 @@ def progress_listener(connect):
             }
             labels = {"query": progress.name, "batch_id": progress.batchId}
             try:
-                conn = connect()
-                try:
-                    record_metrics(conn, values, labels)
-                finally:
-                    conn.close()
+                if self.conn is None or self.conn.closed:
+                    self.conn = connect()
+                record_metrics(self.conn, values, labels)
             except Exception as exc:  # noqa: BLE001 - metrics must never stop scoring
                 log.warning("could not record progress of %s: %s", progress.name, exc)
+                self._drop()
+
+        def _drop(self):
+            try:
+                if self.conn is not None:
+                    self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self.conn = None
 
         def onQueryIdle(self, event):
             pass

@@ -2,17 +2,23 @@
 
 Reads:  Kafka topic KAFKA_TOPIC (banking-transactions; earliest offsets on a first start) and
         KAFKA_LABELS_TOPIC (transaction-labels); the Production model from the MLflow registry
-        (MODEL_URI); labels in PostgreSQL for the merchant risk snapshot.
+        (MODEL_URI); labels in PostgreSQL for the merchant risk snapshot; the online feature
+        store (FEATURE_STORE_HOST/PORT/PASSWORD, a Redis instance of its own).
 Writes: PostgreSQL transactions, fraud_alerts, quarantine, labels, monitoring_metrics,
-        audit_log; Redis fraud_alert:<transaction_id> and recent_fraud_alerts; Kafka
-        KAFKA_ALERTS_TOPIC (fraud-alerts). Checkpoints under --checkpoint-dir.
+        audit_log; the feature store (each user's recent events); Redis (REDIS_*)
+        fraud_alert:<transaction_id> and recent_fraud_alerts; Kafka KAFKA_ALERTS_TOPIC
+        (fraud-alerts). Checkpoints under --checkpoint-dir.
 
-Three queries share one Spark application:
-  scoring     Kafka -> validate -> per-user stateful features (RocksDB state store) -> merchant
-              risk -> the Production model (pandas UDF) -> sinks (effectively once: checkpointed
-              offsets + idempotent writes)
-  quarantine  Kafka -> validate -> rejected messages with their reason and offsets
-  labels      transaction-labels -> labels table
+Two queries share one Spark application:
+  scoring  Kafka records, read ONCE per micro-batch -> one pandas pass (streaming.scoring_pass):
+           parse + validate (rejected rows to quarantine from the same batch), per-user
+           features as of each event from the feature store (only the batch's users are read),
+           merchant risk from a broadcast snapshot, the served registry pyfunc (loaded once per
+           Python worker), then the feature store, PostgreSQL, Redis alerts and the alerts
+           topic with per-worker connections. Effectively once: checkpointed offsets +
+           idempotent writes. The registry poll and the merchant snapshot refresh run in
+           background threads of the driver, never on the batch path.
+  labels   transaction-labels -> labels table
 
 Run (local stack):
     make stream
@@ -37,10 +43,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fraudops.contract.messages import REJECT_REASON_COLUMN  # noqa: E402
 from fraudops.settings import Settings, load_settings  # noqa: E402
 
 log = logging.getLogger("streaming.scoring_job")
+# the scoring query's checkpoint folder; the former stateful query's "scoring" cannot be resumed
+SCORING_CHECKPOINT = "scoring-pass"
 
 
 @dataclass
@@ -61,6 +68,7 @@ class JobOptions:
     merchant_refresh_seconds: float = 60.0
     with_labels: bool = True
     query_prefix: str = ""
+    scoring_tasks: int = 1
 
 
 def sink_targets(settings: Settings, options: JobOptions):
@@ -73,6 +81,13 @@ def sink_targets(settings: Settings, options: JobOptions):
         kafka_brokers=settings.kafka_brokers,
         alerts_topic=options.alerts_topic or settings.kafka_alerts_topic,
     )
+
+
+def feature_store_target(settings: Settings, options: JobOptions):
+    from features.online import FeatureStoreTarget
+
+    return FeatureStoreTarget(host=settings.feature_store_host, port=settings.feature_store_port,
+                              password=settings.feature_store_password, prefix=options.redis_prefix)
 
 
 def kafka_stream(spark, settings: Settings, topic: str, options: JobOptions):
@@ -94,6 +109,7 @@ class RunningJob:
     spark: object
     queries: list
     listener: object
+    background: list  # driver threads' owners (registry poll, merchant snapshot), each with stop()
 
     def process_all_available(self) -> None:
         for query in self.queries:
@@ -103,6 +119,8 @@ class RunningJob:
         for query in self.queries:
             if query.isActive:
                 query.stop()
+        for owner in self.background:
+            owner.stop()
         self.spark.streams.removeListener(self.listener)
 
     def failures(self) -> list:
@@ -110,40 +128,32 @@ class RunningJob:
 
 
 def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
-    """Start the scoring, quarantine and (optionally) labels queries."""
-    from features.stream import add_stream_features
-    from streaming.batch_handlers import LabelsBatchWriter, QuarantineBatchWriter, ScoringBatchWriter
+    """Start the scoring and (optionally) labels queries."""
+    from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter
     from streaming.merchant_risk import MerchantRiskCache
     from streaming.metrics import progress_listener
     from streaming.model_server import ModelServer
     from streaming.sinks import pg_connect
-    from streaming.validation import parse_kafka_stream
 
     targets = sink_targets(settings, options)
-    audit = _auditor(targets)
-    model = ModelServer(spark, options.model_uri or settings.model_uri, settings,
-                        refresh_seconds=options.model_refresh_seconds, audit=audit)
+    model = ModelServer(options.model_uri or settings.model_uri, settings,
+                        refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
     served = model.start()
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
+    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
+    merchant_risk.start()
     listener = progress_listener(lambda: pg_connect(targets))
     spark.streams.addListener(listener)
 
     topic = options.topic or settings.kafka_topic
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir
-    validated = parse_kafka_stream(kafka_stream(spark, settings, topic, options))
-    valid = validated.filter(validated[REJECT_REASON_COLUMN].isNull()).drop(REJECT_REASON_COLUMN, "raw_value")
-    rejected = validated.filter(validated[REJECT_REASON_COLUMN].isNotNull())
-
-    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
-    scoring = ScoringBatchWriter(model, merchant_risk, targets)
+    scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
+                                 settings.mlflow_tracking_uri, tasks=options.scoring_tasks)
     queries = [
-        add_stream_features(valid).writeStream.queryName(f"{options.query_prefix}scoring")
-        .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / "scoring"))
+        kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
+        .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))
         .trigger(**trigger).start(),
-        rejected.writeStream.queryName(f"{options.query_prefix}quarantine")
-        .foreachBatch(QuarantineBatchWriter(targets))
-        .option("checkpointLocation", str(checkpoints / "quarantine")).trigger(**trigger).start(),
     ]
     if options.with_labels:
         labels_topic = options.labels_topic or settings.kafka_labels_topic
@@ -152,7 +162,7 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
             .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
             .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
         )
-    return RunningJob(spark, queries, listener)
+    return RunningJob(spark, queries, listener, [model, merchant_risk, scoring])
 
 
 def _auditor(targets):
@@ -184,12 +194,16 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     parser.add_argument("--model-refresh-seconds", type=float, default=10.0)
     parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0)
     parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
+    parser.add_argument("--scoring-tasks", type=int, default=1,
+                        help="Python tasks per micro-batch (users hashed over them; 1: no shuffle)")
     args = parser.parse_args(argv)
     for name in ("trigger_seconds", "model_refresh_seconds", "merchant_refresh_seconds"):
         if getattr(args, name) <= 0:
             parser.error(f"argument --{name.replace('_', '-')}: must be > 0")
     if args.max_offsets_per_trigger <= 0:
         parser.error("argument --max-offsets-per-trigger: must be > 0")
+    if args.scoring_tasks <= 0:
+        parser.error("argument --scoring-tasks: must be > 0")
     return JobOptions(
         checkpoint_dir=args.checkpoint_dir, trigger_seconds=args.trigger_seconds,
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -197,6 +211,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
         labels_topic=args.labels_topic, alerts_topic=args.alerts_topic, model_uri=args.model_uri,
         model_refresh_seconds=args.model_refresh_seconds,
         merchant_refresh_seconds=args.merchant_refresh_seconds, with_labels=not args.no_labels,
+        scoring_tasks=args.scoring_tasks,
     )
 
 

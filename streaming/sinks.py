@@ -1,8 +1,8 @@
 """Sinks of the scoring job: PostgreSQL, Redis and the Kafka alerts topic.
 
-They run on the executors, one pandas chunk at a time (Spark mapInPandas), so writes scale with
-the cluster. Every target is a plain value resolved on the driver (:class:`SinkTargets`); each
-partition opens its own connections.
+They run on the executors inside the scoring job's pandas pass (streaming.scoring_pass), one
+chunk at a time, so writes scale with the cluster. Every target is a plain value resolved on the
+driver (:class:`SinkTargets`); the pass keeps one connection per target per Python worker.
 
 * PostgreSQL: COPY into a temporary table, then ``INSERT .. ON CONFLICT DO NOTHING`` on
   transaction_id: a replayed micro-batch never duplicates a row. transactions and fraud_alerts
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,7 +29,6 @@ import pandas as pd
 from fraudops.contract.tables import (
     ALERT_INSERT_COLUMNS,
     LABEL_INSERT_COLUMNS,
-    QUARANTINE_INSERT_COLUMNS,
     REDIS_ALERT_KEY,
     REDIS_RECENT_ALERTS_KEY,
     TRANSACTION_INSERT_COLUMNS,
@@ -61,10 +58,6 @@ class SinkTargets:
     @property
     def redis_recent_key(self) -> str:
         return self.redis_prefix + REDIS_RECENT_ALERTS_KEY
-
-
-# Spark DDL of the per-partition statistics the scored-rows writer yields
-WRITE_STATS_DDL = "rows long, alerts long, redis_missed long, latencies array<double>"
 
 
 def pg_connect(targets: SinkTargets):
@@ -143,18 +136,21 @@ def write_scored_chunk(conn, scored: pd.DataFrame, targets: SinkTargets) -> tupl
     return alerts, inserted
 
 
-def push_alerts_to_redis(alerts: pd.DataFrame, targets: SinkTargets) -> int:
+def push_alerts_to_redis(alerts: pd.DataFrame, targets: SinkTargets, client=None) -> int:
     """SET each alert with its TTL and add it to the recent-alerts sorted set.
 
+    ``client``: a redis.Redis to use (kept open), or None for one opened and closed here.
     Returns how many alerts could NOT be written (Redis down): the caller reports the gap.
     """
     if alerts.empty:
         return 0
     import redis
 
-    client = redis.Redis(host=targets.redis_host, port=targets.redis_port,
-                         password=targets.redis_password or None, socket_timeout=5,
-                         socket_connect_timeout=3)
+    own = client is None
+    if own:
+        client = redis.Redis(host=targets.redis_host, port=targets.redis_port,
+                             password=targets.redis_password or None, socket_timeout=5,
+                             socket_connect_timeout=3)
     try:
         pipe = client.pipeline(transaction=False)
         for row in alerts.to_dict("records"):
@@ -167,17 +163,17 @@ def push_alerts_to_redis(alerts: pd.DataFrame, targets: SinkTargets) -> int:
     except redis.RedisError:
         return len(alerts)
     finally:
-        client.close()
+        if own:
+            client.close()
 
 
-def publish_alerts(alerts: pd.DataFrame, targets: SinkTargets) -> None:
-    """Produce the alerts to the alerts topic and wait for the broker's acknowledgement."""
+def publish_alerts(alerts: pd.DataFrame, targets: SinkTargets, producer) -> None:
+    """Produce the alerts to the alerts topic with ``producer`` (a confluent_kafka.Producer, kept
+    open) and wait for the broker's acknowledgement."""
     if alerts.empty:
         return
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import KafkaException
 
-    producer = Producer({"bootstrap.servers": targets.kafka_brokers, "enable.idempotence": True,
-                         "linger.ms": 5, "message.timeout.ms": 30_000})
     errors: list[str] = []
 
     def on_delivery(err, _msg):
@@ -190,49 +186,6 @@ def publish_alerts(alerts: pd.DataFrame, targets: SinkTargets) -> None:
     remaining = producer.flush(30)
     if remaining or errors:
         raise KafkaException(f"alerts topic {targets.alerts_topic}: {remaining} undelivered, errors {errors[:3]}")
-
-
-def scored_rows_writer(targets: SinkTargets):
-    """A mapInPandas function: writes scored rows, yields one statistics row per chunk."""
-
-    def write(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        conn = pg_connect(targets)
-        try:
-            for scored in chunks:
-                if scored.empty:
-                    continue
-                alerts, _ = write_scored_chunk(conn, scored, targets)
-                committed = time.time()
-                produced = (as_utc(scored["produced_at"]) - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-                latencies = committed - produced
-                missed = push_alerts_to_redis(alerts, targets)
-                publish_alerts(alerts, targets)
-                yield pd.DataFrame({"rows": [len(scored)], "alerts": [len(alerts)], "redis_missed": [missed],
-                                    "latencies": [latencies.astype("float64")]})
-        finally:
-            conn.close()
-
-    return write
-
-
-def quarantine_writer(targets: SinkTargets):
-    """A mapInPandas function: writes rejected messages to quarantine, yields counts."""
-
-    def write(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        conn = pg_connect(targets)
-        try:
-            for rejected in chunks:
-                if rejected.empty:
-                    continue
-                with conn.cursor() as cur:
-                    copy_upsert(cur, "quarantine", rejected, QUARANTINE_INSERT_COLUMNS,
-                                "(kafka_topic, kafka_partition, kafka_offset) DO NOTHING")
-                conn.commit()
-                yield pd.DataFrame({"rows": [len(rejected)]})
-        finally:
-            conn.close()
-
-    return write
 
 
 def upsert_labels(conn, labels: pd.DataFrame) -> int:

@@ -17,8 +17,9 @@ from features.definition import (
     UNKNOWN_CATEGORY,
 )
 from features.merchant import MERCHANT_FEATURES
-from features.user_state import USER_FEATURES, UserState, user_window_features
+from features.user_state import USER_FEATURES
 from simulator.generator import generate_history
+from tests.feature_oracle import UserState, user_window_features
 
 pytestmark = pytest.mark.unit
 
@@ -126,8 +127,8 @@ def _raw(**overrides) -> pd.DataFrame:
     [
         (_raw().drop(columns="country"), r"missing required column\(s\) \['country'\]"),
         (_raw(transaction_id=["a", "a"]), "transaction_id has 1 duplicate"),
-        (_raw(amount=[5.0, -1.0]), "amount must be a finite number > 0"),
-        (_raw(amount=[5.0, np.inf]), "amount must be a finite number > 0"),
+        (_raw(amount=[5.0, -1.0]), "amount must be a finite number >= 0"),
+        (_raw(amount=[5.0, np.inf]), "amount must be a finite number >= 0"),
         (_raw(user_id=["u1", None]), "user_id has 1 missing"),
         (
             _raw(transaction_time=[pd.Timestamp("2024-01-01", tz="UTC"), pd.NaT]),

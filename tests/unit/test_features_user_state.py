@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definition import MAX_SEEN_ITEMS, NO_PREVIOUS_SECONDS, SEEN_HORIZON_SECONDS
-from features.user_state import USER_FEATURES, UserState, user_window_features
+from features.definition import NO_PREVIOUS_SECONDS, SEEN_HORIZON_SECONDS
+from features.user_state import USER_FEATURES
+from tests.feature_oracle import MAX_SEEN_ITEMS, UserState, user_window_features
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,225 @@
+"""The scoring job's ONE pandas pass per micro-batch: Kafka records in, every sink written.
+
+Per task of a micro-batch (Spark mapInPandas, in a Python worker that Spark reuses), all of its
+Kafka records at once:
+  1. parse and validate with THE message contract; rejected rows are split off here;
+  2. per-user features as of each event from the online feature store (features.online, only the
+     users of the chunk are read), stateless features, merchant features from the snapshot the
+     driver broadcasts;
+  3. score with the served registry pyfunc (loaded once per worker; the driver's registry poll
+     decides the version and passes it in). :func:`score_rows` is where a challenger's shadow
+     score and per-alert reasons go;
+  4. write the chunk's events to the feature store (idempotent), then PostgreSQL in ONE
+     transaction (transactions, fraud_alerts and quarantine: COPY + ON CONFLICT DO NOTHING),
+     then Redis alerts and the Kafka alerts topic;
+  5. yield one statistics row (rows, alerts, Redis misses, quarantined, latencies).
+Every event of a user in a micro-batch is in one task (streaming.batch_handlers lays the batch
+out so), which the as-of features need.
+
+Connections (PostgreSQL, both Redis instances, the Kafka producer) and the model are cached per
+Python worker, keyed by their targets: a micro-batch opens nothing when the worker is warm.
+A failure raises: the micro-batch fails and the query restarts from its checkpoint; replays
+change nothing (idempotent store and sinks, features from strictly earlier events only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.definition import FEATURE_COLUMNS
+from features.online import FeatureStore, FeatureStoreTarget
+from features.stream import remember_events, stream_features
+from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS
+from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS
+from fraudops.modeling.registry import ServedModel
+from streaming.sinks import (
+    SinkTargets,
+    as_utc,
+    copy_upsert,
+    pg_connect,
+    publish_alerts,
+    push_alerts_to_redis,
+    write_scored_chunk,
+)
+from streaming.validation import validate_kafka_chunk
+
+KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
+PASS_STATS_DDL = "rows long, alerts long, redis_missed long, quarantined long, latencies array<double>"
+
+
+@dataclass(frozen=True)
+class PassInputs:
+    """What one micro-batch's pass needs, decided on the driver; small and picklable."""
+
+    targets: SinkTargets
+    store: FeatureStoreTarget
+    served: ServedModel
+    tracking_uri: str
+    merchant_risk: object = None  # a Broadcast of a merchant_risk_snapshot DataFrame, or None
+
+
+# ---------------------------------------------------------------- per-worker caches
+
+_MODELS: dict[str, object] = {}
+_MODELS_KEPT = 2  # the served version and the one before it (a switch in flight)
+_CONNECTIONS: dict[tuple, object] = {}
+
+
+def worker_model(served: ServedModel, tracking_uri: str):
+    """The pyfunc of the served version (pinned URI), loaded once per Python worker."""
+    model = _MODELS.get(served.model_uri)
+    if model is None:
+        import mlflow
+        import mlflow.pyfunc
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        model = mlflow.pyfunc.load_model(served.model_uri)
+        while len(_MODELS) >= _MODELS_KEPT:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[served.model_uri] = model
+    return model
+
+
+def _cached(key: tuple, factory):
+    conn = _CONNECTIONS.get(key)
+    if conn is None:
+        conn = _CONNECTIONS[key] = factory()
+    return conn
+
+
+def _drop_pg(targets: SinkTargets) -> None:
+    conn = _CONNECTIONS.pop(("pg", targets.postgres_dsn, targets.pg_schema), None)
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+            pass
+
+
+def worker_pg(targets: SinkTargets):
+    """This worker's PostgreSQL connection (search_path set), opened on first use."""
+    return _cached(("pg", targets.postgres_dsn, targets.pg_schema), lambda: pg_connect(targets))
+
+
+def worker_store(target: FeatureStoreTarget) -> FeatureStore:
+    return _cached(("store", target.host, target.port, target.password, target.prefix),
+                   lambda: FeatureStore(target.connect(), target.prefix))
+
+
+def worker_alert_redis(targets: SinkTargets):
+    import redis
+
+    return _cached(("redis", targets.redis_host, targets.redis_port, targets.redis_password),
+                   lambda: redis.Redis(host=targets.redis_host, port=targets.redis_port,
+                                       password=targets.redis_password or None, socket_timeout=5,
+                                       socket_connect_timeout=3))
+
+
+def worker_producer(targets: SinkTargets):
+    from confluent_kafka import Producer
+
+    return _cached(("kafka", targets.kafka_brokers),
+                   lambda: Producer({"bootstrap.servers": targets.kafka_brokers, "enable.idempotence": True,
+                                     "linger.ms": 5, "message.timeout.ms": 30_000}))
+
+
+# ---------------------------------------------------------------- the steps
+
+def features_json(featured: pd.DataFrame) -> list[str]:
+    """The feature vector of each row as strict JSON (NaN and infinities become null)."""
+    frame = featured[FEATURE_COLUMNS].replace([np.inf, -np.inf], np.nan)
+    text = frame.to_json(orient="records", lines=True, double_precision=15)
+    return text.splitlines() if text else []
+
+
+def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str) -> pd.DataFrame:
+    """``featured`` plus fraud_score (P(fraud) of the served pyfunc), is_fraud and provenance.
+
+    The place for more per-row model outputs: a challenger's shadow score (never alerting) and
+    the top contributing features of each alert both belong here, next to the served score.
+    """
+    model = worker_model(served, tracking_uri)
+    score = np.asarray(model.predict(featured[FEATURE_COLUMNS]), dtype="float64")
+    return featured.assign(
+        fraud_score=score, is_fraud=score >= served.threshold, decision_threshold=served.threshold,
+        model_version=served.version, feature_set_version=served.feature_set_version,
+        features=features_json(featured),
+    )
+
+
+def _split(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid rows, first of each transaction_id, with Kafka metadata; rejected rows for quarantine)."""
+    parsed = validate_kafka_chunk(records)
+    rejected = parsed[REJECT_REASON_COLUMN].notna()
+    valid = parsed.loc[~rejected, [*TRANSACTION_COLUMNS, "kafka_partition", "kafka_offset", "produced_at"]]
+    valid = valid.drop_duplicates("transaction_id", keep="first").reset_index(drop=True)
+    quarantine = parsed.loc[rejected].rename(columns={REJECT_REASON_COLUMN: "reason", "produced_at": "kafka_timestamp"})
+    return valid, quarantine
+
+
+def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTargets) -> pd.DataFrame:
+    """Transactions, alerts and quarantined messages in one PostgreSQL transaction; returns the alerts."""
+    try:
+        if len(quarantine):
+            with conn.cursor() as cur:
+                copy_upsert(cur, "quarantine", quarantine, QUARANTINE_INSERT_COLUMNS,
+                            "(kafka_topic, kafka_partition, kafka_offset) DO NOTHING")
+        if len(scored):
+            alerts, _ = write_scored_chunk(conn, scored, targets)  # commits
+            return alerts
+        conn.commit()
+        return scored.iloc[:0]
+    except Exception:
+        _drop_pg(targets)
+        raise
+
+
+def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
+    """Everything for one task's Kafka records of a micro-batch; returns its statistics."""
+    valid, quarantine = _split(records)
+    scored = valid
+    if len(valid):
+        snapshot = inputs.merchant_risk.value if inputs.merchant_risk is not None else None
+        store = worker_store(inputs.store)
+        scored = score_rows(stream_features(valid, store, snapshot), inputs.served, inputs.tracking_uri)
+        scored["scored_at"] = pd.Timestamp.now(tz="UTC")
+        remember_events(store, valid)
+    alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets)
+    committed = time.time()
+    latencies = np.array([], dtype="float64")
+    if len(scored):
+        produced = as_utc(scored["produced_at"]).astype("int64").to_numpy() / 1e9
+        latencies = committed - produced
+    missed = push_alerts_to_redis(alerts, inputs.targets, worker_alert_redis(inputs.targets)) if len(alerts) else 0
+    publish_alerts(alerts, inputs.targets, worker_producer(inputs.targets))
+    return {"rows": len(scored), "alerts": len(alerts), "redis_missed": missed,
+            "quarantined": len(quarantine), "latencies": latencies}
+
+
+def scoring_pass(inputs: PassInputs):
+    """The mapInPandas function of a micro-batch (columns KAFKA_COLUMNS in, PASS_STATS_DDL out)."""
+
+    def run(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        # one frame per task: every event of a user in this micro-batch is featured together,
+        # whatever its order and Arrow chunk (the task holds all of its users' events)
+        frames = [chunk for chunk in chunks if not chunk.empty]
+        if frames:
+            stats = process_records(pd.concat(frames, ignore_index=True), inputs)
+            yield pd.DataFrame({k: [v] for k, v in stats.items()})
+
+    return run
+
+
+def stats_summary(rows: list) -> dict:
+    """Totals of the statistics rows a pass yielded (latencies concatenated)."""
+    latencies = [np.asarray(r["latencies"], dtype="float64") for r in rows]
+    return {"rows": sum(r["rows"] for r in rows), "alerts": sum(r["alerts"] for r in rows),
+            "redis_missed": sum(r["redis_missed"] for r in rows),
+            "quarantined": sum(r["quarantined"] for r in rows),
+            "latencies": np.concatenate(latencies) if latencies else np.array([], dtype="float64")}
