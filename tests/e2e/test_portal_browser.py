@@ -56,6 +56,12 @@ def browser_login(driver, base_url, name, password):
     submit_and_wait(driver, By.ID, "login-button")
 
 
+def text_of(driver, element_id: str) -> str:
+    """The text of the element once the (possibly still loading) page has it."""
+    return assert_eventually(lambda: driver.find_element(By.ID, element_id).text or " ", timeout=60, interval=0.1,
+                             message=f"element #{element_id} on {driver.current_url}")
+
+
 def submit_and_wait(driver, by, value):
     """Click and wait until the browser has left the current page (the next one is loading or loaded)."""
     from selenium.webdriver.support import expected_conditions
@@ -146,13 +152,13 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
         driver.save_screenshot(str(shots / "2_queue_live_alert.png"))
 
         submit_and_wait(driver, By.LINK_TEXT, tid)
-        assert_eventually(lambda: driver.find_element(By.ID, "alert-status").text == "pending", timeout=30)
-        assert "no reasons recorded" in driver.find_element(By.ID, "reasons").text  # this job writes none yet
+        assert text_of(driver, "alert-status") == "pending"
+        assert "no reasons recorded" in text_of(driver, "reasons")  # this job writes none yet
         driver.save_screenshot(str(shots / "3_alert_detail.png"))
         driver.find_element(By.ID, "note").send_keys("customer confirmed the card was stolen")
         submit_and_wait(driver, By.ID, "confirm-button")
-        assert_eventually(lambda: driver.find_element(By.ID, "review-result").text == "Review recorded.", timeout=30)
-        assert driver.find_element(By.ID, "alert-status").text == "confirmed"
+        assert text_of(driver, "review-result") == "Review recorded."
+        assert text_of(driver, "alert-status") == "confirmed"
         driver.save_screenshot(str(shots / "4_alert_confirmed.png"))
 
         schema = ns.pg_schema
@@ -166,7 +172,7 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
                    (ANALYST[0], tid)) == (1,)
 
         driver.get(site.base_url + "/models")
-        assert driver.find_element(By.ID, "production").text == "v1"  # the test's model (MODEL_NAME)
+        assert text_of(driver, "production") == "v1"  # the test's model (MODEL_NAME)
         driver.save_screenshot(str(shots / "6_models.png"))
         driver.get(site.base_url + "/dashboard")
         assert_eventually(lambda: driver.find_element(By.ID, "production-version").text == "v1", timeout=60,
@@ -212,7 +218,7 @@ def viewer_is_refused(driver, base_url, tid, shots):
             .then(r => r.text().then(text => { document.open(); document.write(text); document.close(); done(r.status); }));
     """)
     assert status == 403
-    assert "viewer" in driver.find_element(By.ID, "error-message").text
+    assert "viewer" in text_of(driver, "error-message")
     driver.save_screenshot(str(shots / "7_viewer_review_403.png"))
 
 
@@ -220,7 +226,7 @@ def ten_wrong_passwords_throttle(driver, base_url, shots):
     driver.delete_all_cookies()
     for attempt in range(10):
         browser_login(driver, base_url, EVE[0], f"not-the-password-{attempt}")
-        assert "Wrong user name or password" in driver.find_element(By.ID, "login-message").text
+        assert "Wrong user name or password" in text_of(driver, "login-message")
     browser_login(driver, base_url, *EVE)  # the right password, but too late
-    assert "Too many failed logins" in driver.find_element(By.ID, "login-message").text
+    assert "Too many failed logins" in text_of(driver, "login-message")
     driver.save_screenshot(str(shots / "8_login_throttled.png"))
