@@ -197,6 +197,36 @@ def alert_reasons(model, features: pd.DataFrame, top_k: int = DEFAULT_TOP_K) -> 
     return [_row_reasons(names, values[i], contributions[i], top_k) for i in range(len(frame))]
 
 
+def alert_reasons_json(model, features: pd.DataFrame, alerted, top_k: int = DEFAULT_TOP_K) -> list[str | None]:
+    """The stream's column: strict JSON reasons for the alerted rows, None for the others.
+
+    An explanation never fails a micro-batch: if it raises, the alerts keep None (no reasons
+    recorded) and the error is logged.
+
+    Args:
+        model: the served pyfunc.
+        features: every row of the batch (feature columns).
+        alerted: boolean mask (array-like) of the rows that raised an alert.
+        top_k: reasons per alert.
+    """
+    import logging
+
+    from fraudops.jsonutil import strict_dumps
+
+    mask = np.asarray(alerted, dtype=bool)
+    out: list[str | None] = [None] * len(features)
+    if not mask.any():
+        return out
+    try:
+        reasons = alert_reasons(model, features.loc[mask], top_k)
+    except Exception:  # reasons are an aid: the alert itself must still be written (logged below)
+        logging.getLogger(__name__).exception("no reasons for %d alert(s)", int(mask.sum()))
+        return out
+    for position, row_reasons in zip(np.flatnonzero(mask), reasons, strict=True):
+        out[position] = strict_dumps(row_reasons, separators=(",", ":"))
+    return out
+
+
 def _row_reasons(names: Sequence[str], values: np.ndarray, contributions: np.ndarray, top_k: int) -> list[dict]:
     order = np.argsort(-contributions, kind="stable")[: max(1, top_k)]
     chosen = [i for i in order if contributions[i] > 0] or list(order[:1])

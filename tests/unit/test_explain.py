@@ -21,6 +21,7 @@ from fraudops.modeling.explain import (
     BASELINE_KEY,
     HistGradientBoostingTreeShap,
     alert_reasons,
+    alert_reasons_json,
     build_explainer,
     linear_baseline,
 )
@@ -158,3 +159,13 @@ def test_a_logistic_model_uses_its_stored_baseline(prepared, rows, tmp_path):
     model = mlflow.pyfunc.load_model(str(save_fraud_model(tmp_path / "m", pipeline, metadata, rows.head(5))))
     reasons = alert_reasons(model, rows.head(5))
     assert len(reasons) == 5 and all(r["name"] in numeric + categorical for row in reasons for r in row)
+
+
+def test_the_streams_column_holds_json_for_alerted_rows_only_and_never_raises(served_model, rows):
+    batch = rows.head(6)
+    alerted = np.array([True, False, True, False, False, False])
+    column = alert_reasons_json(served_model, batch, alerted, top_k=2)
+    assert [value is not None for value in column] == alerted.tolist()
+    assert all(1 <= len(json.loads(column[i])) <= 2 for i in (0, 2))
+    assert alert_reasons_json(served_model, batch, np.zeros(6, dtype=bool)) == [None] * 6
+    assert alert_reasons_json(object(), batch, alerted) == [None] * 6  # not a fraud model: no reasons, no crash
