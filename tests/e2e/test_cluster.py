@@ -114,12 +114,13 @@ def test_cluster_run_survives_a_dead_worker_and_a_dead_broker_exactly_once(
     assert code in (0, 143), log_path.read_text()[-3000:]
     # half of the rows reached Kafka only after the kills: the run did go on without them
     print(f"rows stored when the worker and broker {victim} died: {killed_at}")
+    assert "Lost executor" in log_path.read_text(), "the dead worker's executor was never lost: nothing was tested"
 
     assert stored(pg_conn, ns, "transactions") == (ROWS, ids)
     assert stored(pg_conn, ns, "fraud_alerts") == (ROWS, ids)
     assert support.count(pg_conn, ns, "quarantine") == 0
     prefix = f"{ns.redis_prefix}fraud_alert:"
-    in_redis = {key.decode().removeprefix(prefix) for key in redis_client.scan_iter(f"{prefix}*", count=1000)}
+    in_redis = {str(key).removeprefix(prefix) for key in redis_client.scan_iter(f"{prefix}*", count=1000)}
     assert in_redis == ids
     published = support.consume_all(cluster_settings, ns.alerts_topic, f"g-{unique_name}", expected=ROWS)
     assert {m.key().decode() for m in published} == ids  # at least once on Kafka (replays may repeat)
