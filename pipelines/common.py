@@ -47,21 +47,14 @@ def whole_number(value: str) -> int:
 
 
 def label_delay_seconds(value: Any, argument: str = "label_delay") -> float:
-    """A label delay given as a duration (``30m``, ``1h``, ``7d``), ``0``, or seconds, in seconds.
+    """A label delay given as a duration (``30m``, ``1h``, ``7d``) or seconds, in seconds.
 
     Raises:
         ValueError: naming ``argument`` when the value is neither.
     """
-    text = str(value).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        from monitoring.windows import parse_duration
+    from fraudops.modeling.registry import parse_label_delay
 
-        return parse_duration(text, argument).total_seconds()
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{argument}={value!r} must be a duration like 1h or a number of seconds >= 0")
-    return seconds
+    return parse_label_delay(value, argument)
 
 
 def defaults_of(function: Callable[..., Any]) -> dict[str, Any]:

@@ -148,12 +148,12 @@ def compare_dataset(label: str, dataset: str, days: int, size: int, seed: int, t
 
 # --- output -------------------------------------------------------------------------------------
 def write_results(label: str, results: Sequence[Result], folder: Path = RESULTS_DIR,
-                  settings: dict[str, Any] | None = None) -> Path:
-    """docs/model_comparison/<label>.json."""
+                  settings: dict[str, Any] | None = None, name: str | None = None) -> Path:
+    """docs/model_comparison/<name or label>.json."""
     from fraudops.jsonutil import strict_dumps
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{label}.json"
+    path = folder / f"{name or label}.json"
     path.write_text(strict_dumps({"label": label, "settings": settings or {},
                                   "results": [asdict(r) for r in results]}, indent=2) + "\n")
     return path
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--trials", type=int, default=16, help="hyperopt trials across families (0: defaults only)")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--results-name", default="", help="file name of this measurement (default: the label)")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/model_comparison.md")
     return parser
 
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = [r for d in args.datasets.split(",")
                    for r in compare_dataset(args.label, d, args.days, args.size, args.seed, args.trials)]
         settings = {k: getattr(args, k) for k in ("days", "size", "seed", "trials")}
-        print(f"wrote {write_results(args.label, results, folder, settings)}")
+        print(f"wrote {write_results(args.label, results, folder, settings, args.results_name or None)}")
     print(render_table(folder))
     if args.render or folder == RESULTS_DIR:
         render(folder)

@@ -69,7 +69,7 @@ IMPORTANCE_GENUINE_ROWS = 5_000
 MISSING_OPTIONAL_SHARE = 0.2  # share of fit rows shown as messages without the optional fields
 SCORED_ROW_COLUMNS = ["transaction_id", "user_id", "transaction_time", "amount", "score", "label"]
 MAX_REGISTRABLE_THRESHOLD = 0.99  # a threshold at or above this flags (almost) nothing: never a candidate
-TAG_LABEL_DELAY = "label_delay_seconds"
+TAG_LABEL_DELAY = "label_delay_seconds"  # = fraudops.modeling.registry.TAG_LABEL_DELAY
 
 
 def registration_problem(threshold: float, validation_frauds: int) -> str | None:

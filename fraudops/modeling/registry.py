@@ -34,6 +34,7 @@ CHAMPION_ALIAS = "champion"
 TAG_THRESHOLD = "decision_threshold"
 TAG_FEATURE_SET_VERSION = "feature_set_version"
 TAG_MODEL_TYPE = "model_type"
+TAG_LABEL_DELAY = "label_delay_seconds"
 REFERENCE_ARTIFACT = "reference/features.parquet"
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/]+))/?$")
@@ -50,6 +51,7 @@ class ServedModel:
         threshold: the version's decision threshold.
         feature_set_version: the feature set the version was trained on.
         run_id: the training run (its artifacts hold ``reference/features.parquet``).
+        label_delay_seconds: the label delay the version was trained with (None: not recorded).
     """
 
     name: str
@@ -58,6 +60,7 @@ class ServedModel:
     threshold: float
     feature_set_version: str
     run_id: str | None
+    label_delay_seconds: float | None = None
 
 
 def configure_tracking(settings=None) -> str:
@@ -255,6 +258,40 @@ def version_feature_set(model_version) -> str:
         ) from None
 
 
+def version_label_delay(model_version) -> float | None:
+    """The label delay (seconds) a version was trained with; None for versions that predate the tag."""
+    value = (model_version.tags or {}).get(TAG_LABEL_DELAY)
+    return float(value) if value not in (None, "") else None
+
+
+def parse_label_delay(value, argument: str = "label_delay") -> float:
+    """``1h``, ``30m``, ``7d``, ``90s`` or a number of seconds -> seconds (>= 0).
+
+    Raises:
+        ValueError: naming ``argument``.
+    """
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{argument}={value!r} is not a delay like 30m, 1h, 7d or a number of seconds")
+    return seconds
+
+
+def label_delay_mismatch(job_seconds: float, served: ServedModel) -> str | None:
+    """A warning when the job's label delay differs from the one the served version was trained with."""
+    trained = served.label_delay_seconds
+    if trained is None or abs(trained - float(job_seconds)) < 1e-6:
+        return None
+    return (f"the job's label delay ({job_seconds:g} s) differs from the one {served.name} version "
+            f"{served.version} was trained with ({trained:g} s): its merchant features use labels "
+            f"{'earlier' if job_seconds < trained else 'later'} than in training; start the job with "
+            f"--label-delay {trained:g} or retrain with label_delay={job_seconds:g}")
+
+
 def served_model(model_version) -> ServedModel:
     """A :class:`ServedModel` of a ModelVersion (URI pinned to its number)."""
     return ServedModel(
@@ -264,6 +301,7 @@ def served_model(model_version) -> ServedModel:
         threshold=version_threshold(model_version),
         feature_set_version=version_feature_set(model_version),
         run_id=model_version.run_id,
+        label_delay_seconds=version_label_delay(model_version),
     )
 
 

@@ -175,3 +175,45 @@ def test_label_maturity_decides_which_unlabelled_rows_count_as_genuine(settings,
         conn.close()
     assert one_hour[old] == 0 and pd.isna(one_hour[young]) and one_hour[charged] == 1
     assert pd.isna(never[old]) and pd.isna(never[young]) and never[charged] == 1
+
+
+def _messy_production(seed: int) -> pd.DataFrame:
+    """Ten days the way production delivers them: half of the messages from the seed's producer
+    (no merchant_id, merchant_category, channel or device_id), a third of the users new (no history
+    at all), a fraud share well above the simulator's."""
+    recent = history_since(days=10, customers=150, seed=seed, fraud_ratio=0.06,
+                           end=datetime.now(UTC) - timedelta(hours=2))
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    seed_producer = rng.random(len(recent)) < 0.5
+    for column in ("merchant_id", "merchant_category", "channel", "device_id"):
+        recent[column] = recent[column].astype(object).where(~seed_producer, None)
+    new_user = rng.random(len(recent)) < 0.33
+    recent.loc[new_user, "user_id"] = [f"NEW_{i}" for i in range(int(new_user.sum()))]
+    return recent
+
+
+def test_messy_production_data_without_a_labelled_fraud_is_refused_with_its_reason(settings, pg_conn, schema, names):
+    from fraudops.errors import DegenerateModelError
+
+    recent = _messy_production(seed=21)
+    insert_scored(pg_conn, schema, scored_rows(recent, model_version="1"))  # no chargeback ever came
+    with pytest.raises(DegenerateModelError, match="no fraud"):
+        retrain(pg_schema=schema, model_name=names["model"], params=FAST, experiment_name=names["experiment"],
+                settings=settings)
+    client = registry_client(settings)
+    assert client.search_model_versions(f"name='{names['model']}'") == []  # nothing registered
+    assert count_rows(pg_conn, schema, "audit_log", "event_type = 'model_retrain_refused'") == 1
+    assert main(["--pg-schema", schema, "--model-name", names["model"], "--experiment", names["experiment"]]) == 2
+
+
+def test_messy_production_data_with_chargebacks_trains_a_sane_candidate(settings, pg_conn, schema, names):
+    recent = _messy_production(seed=22)
+    _plant_recent(pg_conn, schema, recent)
+    result = retrain(pg_schema=schema, model_name=names["model"], params=FAST, experiment_name=names["experiment"],
+                     label_delay="30m", settings=settings)
+    version = registry_client(settings).get_model_version(names["model"], result.version)
+    assert 0 < float(version.tags["decision_threshold"]) < 0.99
+    assert float(version.tags["label_delay_seconds"]) == 1800.0
+    assert result.outcome.candidate.metrics["auc_roc"] > 0.7, result.outcome.candidate.metrics

@@ -170,3 +170,12 @@ def test_a_degenerate_threshold_or_a_validation_without_fraud_is_never_a_candida
     assert "degenerate decision threshold" in registration_problem(0.9999999999999978, validation_frauds=3)
     assert "degenerate decision threshold" in registration_problem(0.99, validation_frauds=3)
     assert "no fraud" in registration_problem(0.3, validation_frauds=0)
+
+
+def test_the_job_warns_when_its_label_delay_differs_from_the_served_versions():
+    from fraudops.modeling.registry import ServedModel, label_delay_mismatch
+
+    served = ServedModel("fraud-detector", "7", "models:/fraud-detector/7", 0.5, "fs-v2", None, 3600.0)
+    assert label_delay_mismatch(3600, served) is None
+    assert "--label-delay 3600" in label_delay_mismatch(86_400, served)
+    assert label_delay_mismatch(86_400, ServedModel("m", "1", "models:/m/1", 0.5, "fs-v2", None)) is None
