@@ -28,6 +28,7 @@ import pytest
 from fraudops.contract.messages import serialize_message
 from streaming.scoring_job import JobOptions, start_queries
 from tests import streaming_support as support
+from tests.polling import assert_eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -73,19 +74,40 @@ def registry_state(settings, name: str) -> tuple[dict[str, str], dict[str, str]]
 
 
 # --- models and the stream ----------------------------------------------------------------------
-def register_candidate(settings, model_name: str, history) -> str:
-    """A new version of ``model_name`` that is registered but NOT promoted (stage None).
+@pytest.fixture(scope="module")
+def history():
+    return support.small_history()
 
-    The model is fitted, logged and registered by tests.streaming_support.train_and_register under
-    a scratch name (which promotes it there), then its logged model is registered again under
-    ``model_name`` with the same tags, the way `pipelines.train` leaves a candidate.
-    """
-    from fraudops.modeling.registry import get_version, register_model_version, registry_client
 
-    scratch = f"{model_name}-build"
-    support.train_and_register(settings, scratch, history, seed=1)
-    built = get_version(scratch, "1", registry_client(settings))
+@pytest.fixture(scope="module")
+def built_models(settings, history):
+    """Two fitted and logged models (seeds 0 and 1), trained once for the module: each test
+    registers copies of them under its own model name (registering is what the tests are about)."""
+    from fraudops.modeling.registry import get_version, registry_client
+
+    scratch = f"fraud-detector-rest-build-{uuid.uuid4().hex[:8]}"
+    built = []
+    for seed in (0, 1):
+        support.train_and_register(settings, f"{scratch}-{seed}", history, seed=seed)
+        built.append(get_version(f"{scratch}-{seed}", "1", registry_client(settings)))
+    return built
+
+
+def register_copy(settings, model_name: str, built) -> str:
+    """A new version of ``model_name`` from an already logged model, with its tags, NOT promoted
+    (stage None): the way `pipelines.train` leaves a candidate."""
+    from fraudops.modeling.registry import register_model_version
+
     return str(register_model_version(built.source, model_name, built.tags, run_id=built.run_id).version)
+
+
+def register_production(settings, model_name: str, built) -> str:
+    """Version 1 of ``model_name``, Production with the alias champion (what a first `main` leaves)."""
+    from fraudops.modeling.registry import promote_to_production
+
+    version = register_copy(settings, model_name, built)
+    promote_to_production(model_name, version)
+    return version
 
 
 @pytest.fixture
@@ -93,11 +115,6 @@ def namespace(pg_conn, settings, unique_name, tmp_path):
     ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
     yield ns
     support.drop_namespace(pg_conn, ns)
-
-
-@pytest.fixture
-def history():
-    return support.small_history()
 
 
 def job_options(ns, model_uri: str) -> JobOptions:
@@ -120,6 +137,12 @@ def version_counts(pg_conn, ns) -> dict[str, int]:
     return counts
 
 
+def switched_to(pg_conn, ns, switches: list[tuple[str, str]]) -> None:
+    """Wait until the job's registry poll (a thread beside the batches) has made ``switches``."""
+    assert_eventually(lambda: model_switches(pg_conn, ns) == switches, timeout=60, interval=0.1,
+                      message=f"the job switched {switches}")
+
+
 def model_switches(pg_conn, ns) -> list[tuple[str, str]]:
     with pg_conn.cursor() as cur:
         cur.execute(f"""SELECT details->>'from_version', details->>'to_version' FROM "{ns.pg_schema}".audit_log
@@ -130,15 +153,15 @@ def model_switches(pg_conn, ns) -> list[tuple[str, str]]:
 
 
 # --- the tests ----------------------------------------------------------------------------------
-def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, namespace, history):
+def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, namespace, history, built_models):
     """MODEL_URI = models:/<name>/Production (the default form): the stage decides."""
     name = f"fraud-detector-rest-{uuid.uuid4().hex[:8]}"
-    assert support.train_and_register(settings, name, history) == "1"
+    assert register_production(settings, name, built_models[0]) == "1"
     job = start_queries(spark, settings, job_options(namespace, f"models:/{name}/Production"))
     try:
         support.produce(settings, namespace.topic, messages_of(history, 0, 30))
         job.process_all_available()
-        candidate = register_candidate(settings, name, history)
+        candidate = register_copy(settings, name, built_models[1])
         assert candidate == "2"
         assert registry_state(settings, name) == ({"1": "Production", "2": "None"}, {"champion": "1"})
 
@@ -146,6 +169,7 @@ def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, n
         assert promoted["model_version"]["current_stage"] == "Production"
         set_champion_alias(settings, name, candidate)
         assert registry_state(settings, name) == ({"1": "Archived", "2": "Production"}, {"champion": "2"})
+        switched_to(pg_conn, namespace, [("1", "2")])
         support.produce(settings, namespace.topic, messages_of(history, 30, 60))
         job.process_all_available()
         assert version_counts(pg_conn, namespace) == {"1": 30, "2": 30}
@@ -154,6 +178,7 @@ def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, n
         transition_to_production(settings, name, "1")
         set_champion_alias(settings, name, "1")
         assert registry_state(settings, name) == ({"1": "Production", "2": "Archived"}, {"champion": "1"})
+        switched_to(pg_conn, namespace, [("1", "2"), ("2", "1")])
         support.produce(settings, namespace.topic, messages_of(history, 60, 90))
         job.process_all_available()
     finally:
@@ -163,17 +188,19 @@ def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, n
     assert model_switches(pg_conn, namespace) == [("1", "2"), ("2", "1")]
 
 
-def test_alias_alone_switches_a_stream_that_serves_the_champion(spark, settings, pg_conn, namespace, history):
+def test_alias_alone_switches_a_stream_that_serves_the_champion(spark, settings, pg_conn, namespace, history,
+                                                                 built_models):
     """MODEL_URI = models:/<name>@champion: the new UI's alias editor alone promotes."""
     name = f"fraud-detector-alias-{uuid.uuid4().hex[:8]}"
-    support.train_and_register(settings, name, history)
+    register_production(settings, name, built_models[0])
     job = start_queries(spark, settings, job_options(namespace, f"models:/{name}@champion"))
     try:
         support.produce(settings, namespace.topic, messages_of(history, 0, 30))
         job.process_all_available()
-        candidate = register_candidate(settings, name, history)
+        candidate = register_copy(settings, name, built_models[1])
         set_champion_alias(settings, name, candidate)
         assert registry_state(settings, name) == ({"1": "Production", "2": "None"}, {"champion": "2"})
+        switched_to(pg_conn, namespace, [("1", "2")])
         support.produce(settings, namespace.topic, messages_of(history, 30, 60))
         job.process_all_available()
     finally:
