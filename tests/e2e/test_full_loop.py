@@ -132,6 +132,8 @@ def registry_state(settings, name: str) -> tuple[dict[str, str], str]:
 
 
 # --- the loop -----------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 6 min measured on a loaded machine (two trainings, two stream phases)
 def test_stream_labels_drift_retrain_promote_and_the_stream_scores_with_the_new_version(
         spark, settings, pg_conn, namespace, world, unique_name, tmp_path):
     from fraudops.modeling.registry import promote_to_production
@@ -218,7 +220,10 @@ def test_stream_labels_drift_retrain_promote_and_the_stream_scores_with_the_new_
         again = retrain(pg_schema=namespace.pg_schema, if_drift=True, settings=settings)
         assert again.skipped and "already retrained" in again.reason
 
-        # 7. the next transactions: the running job swaps to v2 and scores them with it
+        # 7. the next transactions: the running job swaps to v2 (its registry poll runs beside the
+        # batches) and scores them with it
+        assert_eventually(lambda: support.count(pg_conn, namespace, "audit_log", "event_type = 'model_switch'") == 1,
+                          timeout=60, interval=0.1, message="the job switched to the promoted version")
         support.produce(settings, namespace.topic, transaction_messages(after))
         job.process_all_available()
     finally:
