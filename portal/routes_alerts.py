@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from portal import queries
-from portal.filters import AlertFilters, FilterError, parse_filters
+from portal.filters import AlertFilters, Cursor, FilterError, parse_filters
 from portal.reviews import DECISIONS, ReviewRefused, alert_state, apply_review
 from portal.web import (
     PortalError,
@@ -45,8 +46,6 @@ def _queue(request: Request, filters: AlertFilters) -> dict:
         choices = state(request).cache.get("filter_choices", 60.0, lambda: queries.filter_choices(conn))
     older = None
     if more and rows:
-        from portal.filters import Cursor
-
         older = filters.query_string(before=Cursor(rows[-1]["detection_time"], rows[-1]["alert_id"]))
     return {"rows": rows, "counts": counts, "choices": choices, "older": older}
 
@@ -170,6 +169,4 @@ async def review(request: Request, transaction_id: str) -> Response:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")

@@ -110,10 +110,9 @@ def check_csrf(session: Session, form) -> None:
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200,
            session: Session | None = None) -> Response:
     portal = state(request)
-    response = portal.templates.TemplateResponse(
+    return portal.templates.TemplateResponse(
         request, name, {"session": session, "mlflow_ui": portal.settings.mlflow_tracking_uri.rstrip("/"),
                         **context}, status_code=status)
-    return response
 
 
 def form_text(form, name: str, max_length: int = 4096) -> str:
