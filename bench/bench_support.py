@@ -81,7 +81,7 @@ def create_namespace(settings, name: str, partitions: int, scratch: Path) -> Ben
 
 
 def drop_namespace(settings, ns: BenchNamespace) -> None:
-    """Drop the schema, the topics and the Redis keys of ``ns``."""
+    """Drop the schema, the topics and the Redis and feature-store keys of ``ns``."""
     from fraudops.db import connect
     from fraudops.kafka_io import delete_topics
     from fraudops.redis_client import connect_redis
@@ -93,13 +93,17 @@ def drop_namespace(settings, ns: BenchNamespace) -> None:
     finally:
         conn.close()
     delete_topics(settings, [ns.topic, ns.labels_topic, ns.alerts_topic])
-    client = connect_redis(settings)
-    try:
-        keys = list(client.scan_iter(f"{ns.redis_prefix}*", count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.delete(*keys[start:start + 10_000])
-    finally:
-        client.close()
+    from features.online import FeatureStoreTarget
+
+    store = FeatureStoreTarget(settings.feature_store_host, settings.feature_store_port,
+                               settings.feature_store_password).connect()
+    for client in (connect_redis(settings), store):  # the alert cache, then the feature store
+        try:
+            keys = list(client.scan_iter(f"{ns.redis_prefix}*", count=10_000))
+            for start in range(0, len(keys), 10_000):
+                client.delete(*keys[start:start + 10_000])
+        finally:
+            client.close()
 
 
 # ---------------------------------------------------------------- model

@@ -9,6 +9,8 @@ micro-batch: the query stops with the error and restarts from its checkpoint
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -23,7 +25,14 @@ from streaming.metrics import (
     record_audit,
     record_metrics,
 )
-from streaming.scoring_pass import KAFKA_COLUMNS, PASS_STATS_DDL, PassInputs, scoring_pass, stats_summary
+from streaming.scoring_pass import (
+    KAFKA_COLUMNS,
+    PASS_STATS_DDL,
+    PassInputs,
+    scoring_pass,
+    stats_summary,
+    warm_up,
+)
 from streaming.sinks import SinkTargets, pg_connect, resync_redis_alerts, upsert_labels
 
 log = logging.getLogger("streaming.batch_handlers")
@@ -38,8 +47,11 @@ class ScoringBatchWriter:
     micro-batch are in one task, which the as-of features need.
     """
 
+    KEEP_WARM_SECONDS = 20.0  # Spark ends Python workers idle for a minute: touch one before
+
     def __init__(self, model_server, merchant_risk, targets: SinkTargets, store: FeatureStoreTarget,
-                 tracking_uri: str, tasks: int = 1):
+                 tracking_uri: str, tasks: int = 1, spark=None):
+        self.spark = spark
         self.model_server = model_server
         self.merchant_risk = merchant_risk
         self.targets = targets
@@ -49,6 +61,32 @@ class ScoringBatchWriter:
         self.redis_gap_since: datetime | None = None  # first alert Redis missed, if any
         self._gap_restored = False  # read an unclosed gap of an earlier run from audit_log once
         self._conn = None  # the driver's PostgreSQL connection for metrics, reused across batches
+        self._last_batch = time.monotonic()
+        self._stop = threading.Event()
+
+    def inputs(self) -> PassInputs:
+        return PassInputs(targets=self.targets, store=self.store, served=self.model_server.served,
+                          tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current)
+
+    def keep_warm(self) -> None:
+        """A daemon thread: a one-row job that loads the model and opens the connections in a
+        Python worker right away (while the query starts), then whenever no micro-batch ran for
+        KEEP_WARM_SECONDS, so a batch after a start or a quiet spell finds the worker warm."""
+
+        def loop():
+            while True:
+                try:
+                    self.spark.range(1, numPartitions=1).mapInPandas(warm_up(self.inputs()), "rows long").collect()
+                except Exception as exc:  # noqa: BLE001 - only a warm-up; the batches report real failures
+                    log.warning("worker warm-up failed: %s", str(exc).splitlines()[0] if str(exc) else exc)
+                while not self._stop.wait(self.KEEP_WARM_SECONDS / 4):
+                    if time.monotonic() - self._last_batch > self.KEEP_WARM_SECONDS:
+                        self._last_batch = time.monotonic()
+                        break
+                else:
+                    return
+
+        threading.Thread(target=loop, name="python-worker-keep-warm", daemon=True).start()
 
     def plan(self, batch_df):
         """The micro-batch's Kafka records, laid out for the pass (see the class docstring)."""
@@ -61,9 +99,11 @@ class ScoringBatchWriter:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = datetime.now(UTC)
-        inputs = PassInputs(targets=self.targets, store=self.store, served=self.model_server.served,
-                            tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current)
-        rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), PASS_STATS_DDL).collect()
+        inputs = self.inputs()
+        try:
+            rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), PASS_STATS_DDL).collect()
+        finally:
+            self._last_batch = time.monotonic()
         self._after_write(batch_id, started, inputs.served, stats_summary(rows))
 
     def _after_write(self, batch_id, started, served, stats: dict) -> None:
@@ -91,7 +131,8 @@ class ScoringBatchWriter:
         return self._conn
 
     def stop(self) -> None:
-        """Close the driver's metrics connection (a new one opens on the next batch)."""
+        """End the keep-warm thread; close the driver's metrics connection."""
+        self._stop.set()
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -136,12 +136,16 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     from streaming.sinks import pg_connect
 
     targets = sink_targets(settings, options)
+    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
+    merchant_risk.start()  # raises while PostgreSQL is down: the supervisor retries the start
     model = ModelServer(options.model_uri or settings.model_uri, settings,
                         refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
-    served = model.start()
+    try:
+        served = model.start()
+    except Exception:
+        merchant_risk.stop()
+        raise
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
-    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
-    merchant_risk.start()
     listener = progress_listener(lambda: pg_connect(targets))
     spark.streams.addListener(listener)
 
@@ -149,7 +153,8 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir
     scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
-                                 settings.mlflow_tracking_uri, tasks=options.scoring_tasks)
+                                 settings.mlflow_tracking_uri, tasks=options.scoring_tasks, spark=spark)
+    scoring.keep_warm()
     queries = [
         kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
         .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))
@@ -250,10 +255,14 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
         except ModelUnavailableError as exc:
             log.error("%s", exc)
             return 2
-        while not stopping["flag"] and all(q.isActive for q in job.queries):
+        except Exception as exc:  # noqa: BLE001 - a service the start needs (PostgreSQL) is down: retry
+            log.error("could not start the queries: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            job = None
+        while job is not None and not stopping["flag"] and all(q.isActive for q in job.queries):
             time.sleep(0.5)
-        failed = job.failures()
-        job.stop()
+        failed = job.failures() if job is not None else []
+        if job is not None:
+            job.stop()
         if stopping["flag"]:
             return 0
         for query in failed:

@@ -216,6 +216,21 @@ def scoring_pass(inputs: PassInputs):
     return run
 
 
+def warm_up(inputs: PassInputs):
+    """mapInPandas function of the keep-warm job: the model loaded and the connections open in
+    a Python worker, so that the next micro-batch finds them ready (at start, and when idle)."""
+
+    def run(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for _ in chunks:
+            pass
+        worker_model(inputs.served, inputs.tracking_uri)
+        worker_store(inputs.store).client.ping()
+        worker_pg(inputs.targets)
+        yield pd.DataFrame({"rows": [0]})
+
+    return run
+
+
 def stats_summary(rows: list) -> dict:
     """Totals of the statistics rows a pass yielded (latencies concatenated)."""
     latencies = [np.asarray(r["latencies"], dtype="float64") for r in rows]

@@ -172,6 +172,9 @@ class PrivateStack:
                        "postgres_password": self.cfg["POSTGRES_PASSWORD"], "postgres_db": self.cfg["POSTGRES_DB"]}
         elif service == "redis":
             changes = {"redis_port": int(self.cfg["REDIS_PORT"]), "redis_password": self.cfg["REDIS_PASSWORD"]}
+        elif service == "feature-store":
+            changes = {"feature_store_port": int(self.cfg["FEATURE_STORE_PORT"]),
+                       "feature_store_password": self.cfg["FEATURE_STORE_PASSWORD"]}
         else:
             changes = {"kafka_brokers": self.cfg["KAFKA_BROKERS"]}
         return dataclasses.replace(shared, **changes)
@@ -183,6 +186,8 @@ class PrivateStack:
             keys = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
         elif service == "redis":
             keys = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD")
+        elif service == "feature-store":
+            keys = ("FEATURE_STORE_HOST", "FEATURE_STORE_PORT", "FEATURE_STORE_PASSWORD")
         else:
             keys = ("KAFKA_BROKERS",)
         return {key: self.cfg[key] for key in keys}
@@ -190,7 +195,7 @@ class PrivateStack:
 
 @contextmanager
 def private_service(service: str):
-    """Start a private ``service`` ("postgres", "redis" or "kafka") on free ports; stop and remove
+    """Start a private ``service`` ("postgres", "redis", "feature-store" or "kafka") on free ports; stop and remove
     it afterwards. The folder is world-readable so that the postgres user can reach its data."""
     from devstack.stack import StackPaths, stack_config
 
@@ -199,6 +204,7 @@ def private_service(service: str):
     paths = StackPaths(state=state, env_file=state / "stack.env")
     cfg = stack_config(paths)
     cfg.update({"_service": service, "POSTGRES_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                "FEATURE_STORE_PORT": str(free_port()),
                 "KAFKA_BROKERS": f"127.0.0.1:{free_port()}", "KAFKA_CONTROLLER_PORT": str(free_port()),
                 "POSTGRES_USER": "fraud", "POSTGRES_DB": "frauddb"})
     stack = PrivateStack(paths, cfg)

@@ -5,6 +5,7 @@ devstack.stack) and points the job at it; the shared stack is never touched.
 Expected (issue 5 and streaming/sinks.py):
 * PostgreSQL down: batches fail, the supervisor restarts the queries from their checkpoints
   with a growing pause; the job never exits; once PostgreSQL is back every row arrives once.
+* The online feature store (its own Redis) down: the same as PostgreSQL.
 * Redis down: alerts still reach PostgreSQL; the missed ones are counted, audit_log gets
   redis_gap_started, and once Redis answers again they are copied over (redis_gap_closed).
 * Kafka broker restart: the job reconnects (or restarts from its checkpoint); every row once.
@@ -114,6 +115,35 @@ def test_postgres_down_for_30_seconds_then_back_loses_and_doubles_nothing(settin
     assert code in (0, 143), log_path.read_text()[-3000:]
     log = log_path.read_text()
     assert "restarting from the checkpoints" in log, "the outage never failed a batch: nothing was tested"
+
+
+def test_feature_store_down_for_30_seconds_then_back_loses_and_doubles_nothing(settings, pg_conn, history, model_name,
+                                                                             unique_name, tmp_path):
+    """Like PostgreSQL: batches fail while the online feature store is down, the supervisor
+    restarts the queries from their checkpoints, and once it is back every row arrives once."""
+    with private_service("feature-store") as store:
+        ns = namespace_on(pg_conn, settings, unique_name, tmp_path)
+        n = 1200
+        support.produce(settings, ns.topic, history_messages(history, 0, n // 2))
+        log_path = tmp_path / "job.log"
+        job = support.spark_submit(ns, model_name, log_path, env=store.env())
+        try:
+            assert_eventually(lambda: totals(pg_conn, ns)[0] > 0, timeout=400, interval=0.5,
+                              message=f"first rows scored (log {log_path})")
+            store.stop("feature-store")
+            support.produce(settings, ns.topic, history_messages(history, n // 2, n))
+            time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for a result
+            assert job.poll() is None, "the job exited while the feature store was down:\n" + log_path.read_text()[-3000:]
+            store.start("feature-store")
+            assert_eventually(lambda: totals(pg_conn, ns)[0] >= n, timeout=600, interval=1.0,
+                              message=f"all rows scored after the feature store came back (log {log_path})")
+        finally:
+            code = stop_process_group(job)
+    assert totals(pg_conn, ns) == (n, n)
+    assert support.count(pg_conn, ns, "quarantine") == 0
+    assert code in (0, 143), log_path.read_text()[-3000:]
+    assert "restarting from the checkpoints" in log_path.read_text(), "the outage never failed a batch"
+    support.drop_namespace(pg_conn, ns)
 
 
 def test_kafka_broker_restart_mid_stream_loses_and_doubles_nothing(settings, pg_conn, history, model_name,
