@@ -25,7 +25,7 @@ from simulator.generator import generate_history
 from simulator.independent import generate_independent
 from streaming.merchant_risk import MerchantRiskCache, read_snapshot
 from streaming.sinks import SinkTargets
-from tests.monitoring_support import create_schema, drop_schema, insert_labels, insert_rows
+from tests.monitoring_support import count_rows, create_schema, drop_schema, insert_labels, insert_rows
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +109,8 @@ def test_the_streams_snapshot_from_postgresql_equals_training(settings, pg_conn,
                        label_time=past["transaction_time"].astype("datetime64[us, UTC]") + pd.Timedelta(hours=5))
     insert_rows(pg_conn, schema, "transactions", _table_rows(past))
     insert_labels(pg_conn, schema, past, only_fraud=False, known_by=as_of.to_pydatetime())  # known by now
+    zero = count_rows(pg_conn, schema, "transactions", "amount = 0")
+    assert zero == int((past["amount"] == 0).sum())  # zero-amount verifications are stored (0004)
     snapshot = read_snapshot(targets(settings, schema), as_of, DELAY, VALID_FOR)
 
     # events the stream scores during the snapshot's validity, at the merchants of the history
