@@ -166,6 +166,8 @@ def _stop_all(cfg: ClusterConfig, names: list[str], timeout: float = 30.0) -> li
     deadline = time.monotonic() + timeout
     for pid in pids.values():
         terminate(pid, timeout=max(0.0, deadline - time.monotonic()))  # SIGKILL after the deadline
+    for pid in pids.values():
+        _end_group(pid, timeout=10)  # a worker's executor and Python workers too
     for name in names:
         cfg.paths.pid_file(name).unlink(missing_ok=True)
     return list(pids)
@@ -391,10 +393,16 @@ def down(cfg: ClusterConfig | None = None) -> list[str]:
 JOB = "streaming"
 
 
+def _job_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is our spark-submit job (the script execs java ...SparkSubmit ... the job)."""
+    cmd = cmdline(pid) if pid is not None and is_alive(pid) else ""
+    return "SparkSubmit" in cmd or "spark-submit" in cmd
+
+
 def start_job(cfg: ClusterConfig, argv: list[str]) -> int:
     """Run ``argv`` (the spark-submit line) in the background; ``down`` stops it first."""
     pid = read_pid(cfg.paths, JOB)
-    if pid is not None and is_alive(pid) and str(VENV_BIN) in cmdline(pid):
+    if _job_alive(pid):
         print(f"the cluster job already runs (pid {pid}); log: {cfg.paths.log_file(JOB)}")
         return pid
     pid = spawn(cfg.paths, JOB, argv)
@@ -404,11 +412,23 @@ def start_job(cfg: ClusterConfig, argv: list[str]) -> int:
 
 def _stop_job(cfg: ClusterConfig) -> list[str]:
     pid = read_pid(cfg.paths, JOB)
-    alive = pid is not None and is_alive(pid) and str(VENV_BIN) in cmdline(pid)
+    alive = _job_alive(pid)
     if alive:
         terminate(pid, timeout=60)
+        _end_group(pid)  # the job's Python driver is the JVM's child: never leave it behind
     cfg.paths.pid_file(JOB).unlink(missing_ok=True)
     return [JOB] if alive else []
+
+
+def _end_group(pgid: int, timeout: float = 30.0) -> None:
+    """Wait until no process of group ``pgid`` is left; SIGKILL the group after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL if time.monotonic() > deadline else 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
 
 
 def clean(cfg: ClusterConfig | None = None) -> None:
