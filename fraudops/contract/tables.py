@@ -25,6 +25,11 @@ QUARANTINE_INSERT_COLUMNS: list[str] = [
 
 LABEL_INSERT_COLUMNS: list[str] = ["transaction_id", "is_fraud", "source", "labeled_at"]
 
+# a challenger's shadow score per transaction (never alerts; migration 0005)
+SHADOW_SCORE_INSERT_COLUMNS: list[str] = [
+    "transaction_id", "model_version", "fraud_score", "would_alert", "threshold", "scored_at",
+]
+
 ALERT_STATUSES = ("pending", "confirmed", "false_positive")
 LABEL_SOURCES = ("chargeback", "analyst", "simulator", "import")
 
