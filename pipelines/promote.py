@@ -12,6 +12,9 @@ Writes: unless --dry-run true: the candidate's stage (Staging when it passes val
 Run:
     python -m pipelines.promote --version latest --data data/history.parquet --dry-run false [--pg-schema public]
     mlflow run . -e promote --env-manager local -P version=3 -P dry_run=true
+On live evidence (the challenger's shadow scores against the champion's on the live labels,
+monitoring.challenger; a losing challenger is archived with the reason):
+    python -m pipelines.promote --live true --min-live-labels 500 --live-margin 0.01 [--pg-schema public]
 """
 
 from __future__ import annotations
@@ -194,6 +197,84 @@ def promote_version(version: str = "latest", data: str = DEFAULT_DATA, dry_run: 
             conn.close()
 
 
+LIVE_METRICS = ("average_precision", "auc_roc", "precision_at_volume", "recall_at_volume")
+
+
+def live_decision(comparison, min_live_labels: int, min_margin: float,
+                  metric: str = "average_precision") -> tuple[str, list[str]]:
+    """``promote``, ``archive`` (the challenger loses) or ``wait`` (too few live labels), with
+    the reasons, from a monitoring.challenger.LiveComparison. Pure."""
+    if metric not in LIVE_METRICS:
+        raise ValueError(f"live metric={metric!r} is not one of {LIVE_METRICS}")
+    counts = f"{comparison.labels} live labels ({comparison.positives} fraud)"
+    if comparison.labels < min_live_labels or not comparison.positives:
+        return "wait", [f"{counts}; needs at least {min_live_labels} with a fraud among them"]
+    chall, champ = comparison.challenger[metric], comparison.champion[metric]
+    if chall is None or champ is None:
+        return "wait", [f"{counts}; live {metric} undefined (challenger {chall}, champion {champ})"]
+    margin = chall - champ
+    figures = (f"live {metric} challenger v{comparison.challenger_version} {chall:.4f} vs champion "
+               f"v{comparison.champion_version} {champ:.4f} (margin {margin:+.4f}, needs > {min_margin:+.4f}) "
+               f"on {counts}")
+    if margin > min_margin:
+        return "promote", ["beats the champion on live labels", figures]
+    return "archive", ["does not beat the champion on live labels", figures]
+
+
+def promote_on_live_evidence(settings=None, model_name: str | None = None, pg_schema: str = "public",
+                             min_live_labels: int = 500, min_margin: float = 0.0,
+                             metric: str = "average_precision", dry_run: bool = False) -> dict:
+    """Decide on the challenger (Staging stage or alias ``challenger``) from its live shadow scores
+    (monitoring.challenger): promote it to Production when its live ``metric`` beats the
+    champion's by more than ``min_margin`` on at least ``min_live_labels`` labels, archive it
+    with the reason when it does not, wait when the labels are too few. Unless dry-run: the
+    decision and the figures go to audit_log (event model_promotion, evidence live) and to the
+    version's tags. Returns the decision's summary."""
+    from fraudops.modeling.registry import (
+        ARCHIVED,
+        CHALLENGER_ALIAS,
+        promote_to_production,
+        registry_client,
+    )
+    from fraudops.settings import load_settings
+    from monitoring.challenger import compare_live
+    from monitoring.storage import connect_schema
+
+    settings = settings or load_settings()
+    name = model_name or settings.model_name
+    client = registry_client(settings)
+    comparison = compare_live(settings, name, pg_schema, write=not dry_run, log_mlflow=not dry_run)
+    decision, reasons = live_decision(comparison, min_live_labels, min_margin, metric)
+    version = comparison.challenger_version
+    summary = {"evidence": "live", "model": name, "candidate_version": version,
+               "champion_version": comparison.champion_version, "decision": decision, "reasons": reasons,
+               "metric": metric, "min_live_labels": min_live_labels, "min_margin": min_margin,
+               "dry_run": dry_run, "comparison": comparison.summary()}
+    if dry_run:
+        return summary
+    conn = connect_schema(settings, pg_schema)  # fail before changing the registry if PostgreSQL is down
+    try:
+        client.set_model_version_tag(name, version, "live_promotion_decision", f"{decision}: {'; '.join(reasons)}"[:4900])
+        client.set_model_version_tag(name, version, "live_evidence", json.dumps(
+            {k: summary["comparison"][k] for k in ("labels", "positives", "champion", "challenger")})[:4900])
+        if decision == "promote":
+            promote_to_production(name, version, client)
+        elif decision == "archive":
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                client.transition_model_version_stage(name, version, ARCHIVED)
+        if decision != "wait":
+            aliases = client.get_registered_model(name).aliases or {}
+            if str(aliases.get(CHALLENGER_ALIAS, "")) == version:
+                client.delete_registered_model_alias(name, CHALLENGER_ALIAS)
+        record_audit(conn, summary)
+    finally:
+        conn.close()
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = defaults_of(promote_version)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -205,12 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-name", default=cli_text(defaults["model_name"]),
                         help="default: MODEL_NAME (fraud-detector)")
     parser.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the audit_log row")
+    parser.add_argument("--live", default="false",
+                        help="true: decide on the challenger from its live shadow scores (not the holdout)")
+    parser.add_argument("--min-live-labels", type=int, default=500, help="with --live: labels needed to decide")
+    parser.add_argument("--live-margin", type=float, default=0.0,
+                        help="with --live: the challenger's live metric must exceed the champion's by more")
+    parser.add_argument("--live-metric", default="average_precision", choices=LIVE_METRICS)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> PromotionOutcome:
+def main(argv: Sequence[str] | None = None) -> PromotionOutcome | dict:
     configure_logging()
     args = build_parser().parse_args(argv)
+    if parse_bool(args.live, "--live"):
+        summary = promote_on_live_evidence(model_name=args.model_name or None, pg_schema=args.pg_schema,
+                                           min_live_labels=args.min_live_labels, min_margin=args.live_margin,
+                                           metric=args.live_metric, dry_run=parse_bool(args.dry_run, "--dry-run"))
+        print(json.dumps(summary, indent=2))
+        return summary
     version = args.version.strip()
     if version.replace(".0", "", 1).isdigit():  # MLflow may pass "3.0"
         version = str(int(float(version)))

@@ -31,6 +31,7 @@ PRODUCTION = "Production"
 STAGING = "Staging"
 ARCHIVED = "Archived"
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 TAG_THRESHOLD = "decision_threshold"
 TAG_FEATURE_SET_VERSION = "feature_set_version"
 TAG_MODEL_TYPE = "model_type"
@@ -308,6 +309,33 @@ def served_model(model_version) -> ServedModel:
 def resolve_served_model(model_uri: str, client=None) -> ServedModel:
     """Resolve MODEL_URI (e.g. ``models:/fraud-detector/Production``) to a pinned :class:`ServedModel`."""
     return served_model(resolve_model_version(model_uri, client))
+
+
+def resolve_challenger(name: str, champion_version: str | None = None, client=None) -> ServedModel | None:
+    """The challenger of ``name`` scored in shadow: the ``challenger`` alias, else the newest
+    version in stage Staging; None when there is none (or it is the champion itself)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(client)
+    found = None
+    try:
+        found = client.get_model_version_by_alias(name, CHALLENGER_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise
+    if found is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            try:
+                staged = client.get_latest_versions(name, stages=[STAGING])
+            except MlflowException as exc:
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                    return None
+                raise
+        found = max(staged, key=lambda v: int(v.version), default=None)
+    if found is None or str(found.version) == str(champion_version):
+        return None
+    return served_model(found)
 
 
 def promote_to_staging(name: str, version: str | int, client=None):

@@ -1,0 +1,204 @@
+"""Champion against challenger on live labels (issue 15).
+
+The scoring job stores the champion's score in transactions and, while a challenger (Staging
+stage or alias ``challenger``) exists, the challenger's in shadow_scores. As labels arrive
+(chargebacks, analyst reviews; a transaction's latest label counts), this compares both on the
+SAME labelled transactions: average precision, AUC ROC, precision and recall at the champion's
+alert volume (each model's top-k scores, k = the champion's alerts), the alert overlap of their
+own threshold decisions, and the number of labels behind each figure.
+
+Reads:  transactions, shadow_scores, labels (PostgreSQL schema --pg-schema); the registry.
+Writes: monitoring_metrics (source ``challenger``); metrics ``live_*`` on the MLflow run of the
+        challenger's version (step = number of labels), unless --no-mlflow.
+
+Run:
+    python -m monitoring.challenger compare [--model-name fraud-detector] [--pg-schema public]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+SOURCE = "challenger"
+METRICS = ("average_precision", "auc_roc", "precision_at_volume", "recall_at_volume")
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """Both models' figures on the same labelled transactions."""
+
+    model: str
+    champion_version: str
+    challenger_version: str
+    labels: int  # labelled transactions scored by both
+    positives: int  # of which fraud
+    alert_volume: int  # the champion's alerts among them (k of the *_at_volume figures)
+    champion: dict
+    challenger: dict
+    overlap: dict  # alerts of each by its own threshold, both, Jaccard
+
+    def summary(self) -> dict:
+        return asdict(self)
+
+
+def _ranked_hits(label: np.ndarray, score: np.ndarray, k: int) -> int:
+    """Frauds among the ``k`` highest scores (stable: ties broken by position)."""
+    if k <= 0:
+        return 0
+    top = np.argsort(-score, kind="stable")[:k]
+    return int(label[top].sum())
+
+
+def model_figures(label: np.ndarray, score: np.ndarray, volume: int) -> dict:
+    """AP, AUC (None when one class only) and precision/recall among the top ``volume`` scores."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    positives = int(label.sum())
+    both = 0 < positives < len(label)
+    hits = _ranked_hits(label, score, volume)
+    return {
+        "average_precision": float(average_precision_score(label, score)) if positives else None,
+        "auc_roc": float(roc_auc_score(label, score)) if both else None,
+        "precision_at_volume": hits / volume if volume else None,
+        "recall_at_volume": hits / positives if positives else None,
+    }
+
+
+def live_figures(frame: pd.DataFrame) -> dict:
+    """The comparison on ``frame`` (one row per labelled transaction; columns label,
+    champion_score, champion_alert, challenger_score, challenger_alert). Pure."""
+    label = frame["label"].astype(bool).to_numpy()
+    champ_alert = frame["champion_alert"].astype(bool).to_numpy()
+    chall_alert = frame["challenger_alert"].astype(bool).to_numpy()
+    volume = int(champ_alert.sum())
+    union = int((champ_alert | chall_alert).sum())
+    both = int((champ_alert & chall_alert).sum())
+    return {
+        "labels": len(frame), "positives": int(label.sum()), "alert_volume": volume,
+        "champion": model_figures(label, frame["champion_score"].to_numpy(dtype="float64"), volume),
+        "challenger": model_figures(label, frame["challenger_score"].to_numpy(dtype="float64"), volume),
+        "overlap": {"champion_alerts": volume, "challenger_alerts": int(chall_alert.sum()), "both": both,
+                    "jaccard": both / union if union else None},
+    }
+
+
+LIVE_ROWS_SQL = """
+    SELECT t.fraud_score AS champion_score, t.is_fraud AS champion_alert,
+           s.fraud_score AS challenger_score, s.would_alert AS challenger_alert, l.is_fraud AS label
+    FROM transactions t
+    JOIN shadow_scores s ON s.transaction_id = t.transaction_id AND s.model_version = %(challenger)s
+    JOIN (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud FROM labels
+          ORDER BY transaction_id, labeled_at DESC, source) l ON l.transaction_id = t.transaction_id
+    WHERE t.model_version = %(champion)s
+"""
+
+
+def live_rows(conn, champion_version: str, challenger_version: str) -> pd.DataFrame:
+    from monitoring.storage import read_frame
+
+    frame = read_frame(conn, LIVE_ROWS_SQL, {"champion": str(champion_version), "challenger": str(challenger_version)})
+    conn.rollback()
+    return frame
+
+
+def current_pair(model_name: str, client=None) -> tuple[str, str]:
+    """(Production version, challenger version) of ``model_name``; LookupError when one is missing."""
+    from fraudops.modeling.registry import production_version, resolve_challenger
+
+    champion = production_version(model_name, client)
+    if champion is None:
+        raise LookupError(f"{model_name} has no Production version")
+    challenger = resolve_challenger(model_name, str(champion.version), client)
+    if challenger is None:
+        raise LookupError(f"{model_name} has no challenger (a Staging version or the alias 'challenger')")
+    return str(champion.version), challenger.version
+
+
+def record(conn, comparison: LiveComparison) -> None:
+    """monitoring_metrics rows: champion_<metric>, challenger_<metric>, live_labels, overlap."""
+    from fraudops.records import MetricRow, insert_metric_rows
+
+    tags = {"model": comparison.model, "champion_version": comparison.champion_version,
+            "challenger_version": comparison.challenger_version, "labels": comparison.labels}
+    rows = [MetricRow(f"{who}_{m}", getattr(comparison, who)[m], tags)
+            for who in ("champion", "challenger") for m in METRICS]
+    rows += [MetricRow("live_labels", comparison.labels, tags), MetricRow("live_positives", comparison.positives, tags),
+             MetricRow("alert_overlap_jaccard", comparison.overlap["jaccard"], tags)]
+    with conn:
+        insert_metric_rows(conn, SOURCE, rows)
+
+
+def log_to_mlflow(comparison: LiveComparison, client=None) -> None:
+    """``live_<who>_<metric>`` on the challenger version's run (step = labels behind them)."""
+    from fraudops.modeling.registry import get_version, registry_client
+
+    client = client or registry_client()
+    run_id = get_version(comparison.model, comparison.challenger_version, client).run_id
+    if not run_id:
+        return
+    for who in ("champion", "challenger"):
+        for metric in METRICS:
+            value = getattr(comparison, who)[metric]
+            if value is not None and math.isfinite(value):
+                client.log_metric(run_id, f"live_{who}_{metric}", value, step=comparison.labels)
+    client.log_metric(run_id, "live_labels", comparison.labels, step=comparison.labels)
+
+
+def compare_live(settings=None, model_name: str | None = None, pg_schema: str = "public",
+                 champion_version: str | None = None, challenger_version: str | None = None,
+                 write: bool = True, log_mlflow: bool = True) -> LiveComparison:
+    """Compare the Production version and the challenger (default: the registry's) on the live
+    labels of ``pg_schema``; record the figures unless ``write`` is False."""
+    from fraudops.modeling.registry import registry_client
+    from fraudops.settings import load_settings
+    from monitoring.storage import connect_schema
+
+    settings = settings or load_settings()
+    name = model_name or settings.model_name
+    client = registry_client(settings)
+    if champion_version is None or challenger_version is None:
+        champ, chall = current_pair(name, client)
+        champion_version, challenger_version = champion_version or champ, challenger_version or chall
+    conn = connect_schema(settings, pg_schema)
+    try:
+        figures = live_figures(live_rows(conn, champion_version, challenger_version))
+        comparison = LiveComparison(model=name, champion_version=str(champion_version),
+                                    challenger_version=str(challenger_version), **figures)
+        if write:
+            record(conn, comparison)
+    finally:
+        conn.close()
+    if write and log_mlflow:
+        log_to_mlflow(comparison, client)
+    return comparison
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="champion vs challenger on live labels")
+    parser.add_argument("command", choices=["compare"])
+    parser.add_argument("--model-name", default=None, help="default: MODEL_NAME (fraud-detector)")
+    parser.add_argument("--pg-schema", default="public")
+    parser.add_argument("--champion-version", default=None)
+    parser.add_argument("--challenger-version", default=None)
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log to the challenger's run")
+    args = parser.parse_args(argv)
+    try:
+        comparison = compare_live(model_name=args.model_name, pg_schema=args.pg_schema,
+                                  champion_version=args.champion_version,
+                                  challenger_version=args.challenger_version, log_mlflow=not args.no_mlflow)
+    except LookupError as exc:
+        print(f"nothing to compare: {exc}")
+        return 1
+    print(json.dumps(comparison.summary(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
