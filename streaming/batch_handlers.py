@@ -8,6 +8,7 @@ micro-batch: the query stops with the error and restarts from its checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -26,8 +27,8 @@ from streaming.metrics import (
     record_metrics,
 )
 from streaming.scoring_pass import (
+    BATCH_STATS_DDL,
     KAFKA_COLUMNS,
-    PASS_STATS_DDL,
     PassInputs,
     scoring_pass,
     stats_summary,
@@ -66,7 +67,8 @@ class ScoringBatchWriter:
 
     def inputs(self) -> PassInputs:
         return PassInputs(targets=self.targets, store=self.store, served=self.model_server.served,
-                          tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current)
+                          tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current,
+                          challenger=getattr(self.model_server, "challenger", None))
 
     def keep_warm(self) -> None:
         """A daemon thread: a one-row job that loads the model and opens the connections in a
@@ -101,7 +103,7 @@ class ScoringBatchWriter:
         started = datetime.now(UTC)
         inputs = self.inputs()
         try:
-            rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), PASS_STATS_DDL).collect()
+            rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), BATCH_STATS_DDL).collect()
         finally:
             self._last_batch = time.monotonic()
         self._after_write(batch_id, started, inputs.served, stats_summary(rows))
@@ -134,10 +136,8 @@ class ScoringBatchWriter:
         """End the keep-warm thread; close the driver's metrics connection."""
         self._stop.set()
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
             self._conn = None
 
     def _track_redis_gap(self, conn, missed: int, started: datetime) -> None:

@@ -7,6 +7,7 @@ StreamingQueryListener records Spark's progress (input rows, rows/s, batch durat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
@@ -83,11 +84,9 @@ def progress_listener(connect):
                 self._drop()
 
         def _drop(self):
-            try:
-                if self.conn is not None:
+            if self.conn is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection
                     self.conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
             self.conn = None
 
         def onQueryIdle(self, event):

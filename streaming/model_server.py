@@ -14,7 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from fraudops.modeling.registry import ServedModel, configure_tracking, resolve_served_model
+from fraudops.modeling.registry import (
+    ServedModel,
+    configure_tracking,
+    parse_models_uri,
+    resolve_challenger,
+    resolve_served_model,
+)
 
 log = logging.getLogger("streaming.model_server")
 
@@ -32,6 +38,8 @@ class ModelServer:
         self.refresh_seconds = refresh_seconds
         self.audit = audit  # callable(event_type, details) writing audit_log, or None
         self.served: ServedModel | None = None
+        # the challenger scored in shadow (Staging stage or `challenger` alias), None: none
+        self.challenger: ServedModel | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -40,13 +48,14 @@ class ModelServer:
         configure_tracking(self.settings)
         try:
             self.served = resolve_served_model(self.model_uri)
-        except Exception as exc:  # noqa: BLE001 - registry down or no such version
+        except Exception as exc:  # registry down or no such version
             raise ModelUnavailableError(
                 f"cannot resolve {self.model_uri} at the MLflow registry {self.settings.mlflow_tracking_uri}: "
                 f"{exc}. Start MLflow with `make stack-up` and promote a model (`mlflow run . -e promote`)."
             ) from exc
         if self.served.feature_set_version:
             log.info("serving %s (feature set %s)", self.served.model_uri, self.served.feature_set_version)
+        self.check_challenger()
         self._thread = threading.Thread(target=self._poll, name="registry-poll", daemon=True)
         self._thread.start()
         return self.served
@@ -57,6 +66,38 @@ class ModelServer:
     def _poll(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
             self.check()
+            self.check_challenger()
+
+    def check_challenger(self) -> bool:
+        """Ask the registry for the challenger; pick up a new one, drop a gone one (audit_log
+        records each change). Returns True when it changed."""
+        try:
+            found = resolve_challenger(parse_models_uri(self.model_uri)[0], self.served.version)
+        except Exception as exc:  # noqa: BLE001 - keep the current challenger
+            log.warning("registry not reachable for the challenger (%s)", exc)
+            return False
+        current = self.challenger
+        if (found and found.version) == (current and current.version):
+            return False
+        if found is not None:
+            try:
+                import mlflow.pyfunc
+
+                mlflow.pyfunc.load_model(found.model_uri)  # a challenger that cannot load never scores
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not load challenger version %s (%s)", found.version, exc)
+                return False
+        self.challenger = found
+        log.warning("challenger: version %s -> %s", current and current.version, found and found.version)
+        if self.audit:
+            try:
+                self.audit("challenger_switch", {"model": self.served.name,
+                                                 "from_version": current and current.version,
+                                                 "to_version": found and found.version,
+                                                 "champion_version": self.served.version})
+            except Exception as exc:  # noqa: BLE001 - best effort, like the model switch
+                log.warning("could not audit the challenger change: %s", exc)
+        return True
 
     def check(self) -> bool:
         """Ask the registry once; switch to a newly promoted version. Returns True when it switched."""

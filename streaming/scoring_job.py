@@ -43,7 +43,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fraudops.settings import Settings, load_settings  # noqa: E402
+from fraudops.settings import Settings, load_settings
 
 log = logging.getLogger("streaming.scoring_job")
 # the scoring query's checkpoint folder; the former stateful query's "scoring" cannot be resumed
@@ -136,25 +136,26 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     from streaming.sinks import pg_connect
 
     targets = sink_targets(settings, options)
-    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
-    merchant_risk.start()  # raises while PostgreSQL is down: the supervisor retries the start
     model = ModelServer(options.model_uri or settings.model_uri, settings,
                         refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
-    try:
-        served = model.start()
-    except Exception:
-        merchant_risk.stop()
-        raise
+    served = model.start()
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
+    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
+    scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
+                                 settings.mlflow_tracking_uri, tasks=options.scoring_tasks, spark=spark)
+    scoring.keep_warm()  # a Python worker starts and loads the model while the rest starts
+    try:
+        merchant_risk.start()  # raises while PostgreSQL is down: the supervisor retries the start
+    except Exception:
+        model.stop()
+        scoring.stop()
+        raise
     listener = progress_listener(lambda: pg_connect(targets))
     spark.streams.addListener(listener)
 
     topic = options.topic or settings.kafka_topic
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir
-    scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
-                                 settings.mlflow_tracking_uri, tasks=options.scoring_tasks, spark=spark)
-    scoring.keep_warm()
     queries = [
         kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
         .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))

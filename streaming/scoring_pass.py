@@ -24,6 +24,7 @@ change nothing (idempotent store and sinks, features from strictly earlier event
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from features.definition import FEATURE_COLUMNS
 from features.online import FeatureStore, FeatureStoreTarget
 from features.stream import remember_events, stream_features
 from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS
-from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS
+from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS, SHADOW_SCORE_INSERT_COLUMNS
 from fraudops.modeling.registry import ServedModel
 from streaming.sinks import (
     SinkTargets,
@@ -49,7 +50,7 @@ from streaming.sinks import (
 from streaming.validation import validate_kafka_chunk
 
 KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
-PASS_STATS_DDL = "rows long, alerts long, redis_missed long, quarantined long, latencies array<double>"
+BATCH_STATS_DDL = "rows long, alerts long, redis_missed long, quarantined long, latencies array<double>"
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ class PassInputs:
     served: ServedModel
     tracking_uri: str
     merchant_risk: object = None  # a Broadcast of a merchant_risk_snapshot DataFrame, or None
+    challenger: ServedModel | None = None  # scored in shadow (never alerts) when set
 
 
 # ---------------------------------------------------------------- per-worker caches
 
 _MODELS: dict[str, object] = {}
-_MODELS_KEPT = 2  # the served version and the one before it (a switch in flight)
+_MODELS_KEPT = 3  # the served version, the one before it (a switch in flight), the challenger
 _CONNECTIONS: dict[tuple, object] = {}
 
 
@@ -96,10 +98,8 @@ def _cached(key: tuple, factory):
 def _drop_pg(targets: SinkTargets) -> None:
     conn = _CONNECTIONS.pop(("pg", targets.postgres_dsn, targets.pg_schema), None)
     if conn is not None:
-        try:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close; dropped anyway
             conn.close()
-        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
-            pass
 
 
 def worker_pg(targets: SinkTargets):
@@ -153,6 +153,16 @@ def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str) -
     )
 
 
+def shadow_rows(featured: pd.DataFrame, challenger: ServedModel, tracking_uri: str) -> pd.DataFrame:
+    """The challenger's scores of ``featured`` (columns SHADOW_SCORE_INSERT_COLUMNS but scored_at):
+    its own threshold decision as would_alert, which never raises an alert."""
+    model = worker_model(challenger, tracking_uri)
+    score = np.asarray(model.predict(featured[FEATURE_COLUMNS]), dtype="float64")
+    return pd.DataFrame({"transaction_id": featured["transaction_id"].to_numpy(),
+                         "model_version": challenger.version, "fraud_score": score,
+                         "would_alert": score >= challenger.threshold, "threshold": challenger.threshold})
+
+
 def _split(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(valid rows, first of each transaction_id, with Kafka metadata; rejected rows for quarantine)."""
     parsed = validate_kafka_chunk(records)
@@ -163,14 +173,20 @@ def _split(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, quarantine
 
 
-def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTargets) -> pd.DataFrame:
-    """Transactions, alerts and quarantined messages in one PostgreSQL transaction; returns the alerts."""
+def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTargets,
+           shadow: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Transactions, alerts, shadow scores and quarantined messages in one PostgreSQL
+    transaction; returns the alerts."""
     try:
         if len(quarantine):
             with conn.cursor() as cur:
                 copy_upsert(cur, "quarantine", quarantine, QUARANTINE_INSERT_COLUMNS,
                             "(kafka_topic, kafka_partition, kafka_offset) DO NOTHING")
         if len(scored):
+            if shadow is not None and len(shadow):
+                with conn.cursor() as cur:
+                    copy_upsert(cur, "shadow_scores", shadow, SHADOW_SCORE_INSERT_COLUMNS,
+                                "(transaction_id, model_version) DO NOTHING")
             alerts, _ = write_scored_chunk(conn, scored, targets)  # commits
             return alerts
         conn.commit()
@@ -183,14 +199,18 @@ def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTa
 def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
     """Everything for one task's Kafka records of a micro-batch; returns its statistics."""
     valid, quarantine = _split(records)
-    scored = valid
+    scored, shadow = valid, None
     if len(valid):
         snapshot = inputs.merchant_risk.value if inputs.merchant_risk is not None else None
         store = worker_store(inputs.store)
-        scored = score_rows(stream_features(valid, store, snapshot), inputs.served, inputs.tracking_uri)
+        featured = stream_features(valid, store, snapshot)
+        scored = score_rows(featured, inputs.served, inputs.tracking_uri)
         scored["scored_at"] = pd.Timestamp.now(tz="UTC")
+        if inputs.challenger is not None:
+            shadow = shadow_rows(featured, inputs.challenger, inputs.tracking_uri)
+            shadow["scored_at"] = scored["scored_at"].iloc[0]
         remember_events(store, valid)
-    alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets)
+    alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets, shadow)
     committed = time.time()
     latencies = np.array([], dtype="float64")
     if len(scored):
@@ -203,7 +223,7 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
 
 
 def scoring_pass(inputs: PassInputs):
-    """The mapInPandas function of a micro-batch (columns KAFKA_COLUMNS in, PASS_STATS_DDL out)."""
+    """The mapInPandas function of a micro-batch (columns KAFKA_COLUMNS in, BATCH_STATS_DDL out)."""
 
     def run(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         # one frame per task: every event of a user in this micro-batch is featured together,
@@ -224,6 +244,8 @@ def warm_up(inputs: PassInputs):
         for _ in chunks:
             pass
         worker_model(inputs.served, inputs.tracking_uri)
+        if inputs.challenger is not None:
+            worker_model(inputs.challenger, inputs.tracking_uri)
         worker_store(inputs.store).client.ping()
         worker_pg(inputs.targets)
         yield pd.DataFrame({"rows": [0]})

@@ -7,6 +7,7 @@ Kafka starts its own instance with devstack.stack and points the job at it throu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -61,10 +62,8 @@ def drain(spark, settings: Settings, options: JobOptions, attempts: int = STARTU
     for attempt in range(attempts):
         job = start_queries(spark, settings, options)
         try:
-            try:
+            with contextlib.suppress(Exception):  # a failed query is reported through job.failures()
                 job.process_all_available()
-            except Exception:  # noqa: BLE001 - a failed query is reported through job.failures()
-                pass
         finally:
             job.stop()
         failed = job.failures()
