@@ -157,7 +157,8 @@ def test_tune_runs_nested_trials_and_registers_the_best(settings, unique_name, p
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert len(children) == 3 and all("val_average_precision" in c.data.metrics for c in children)
     assert result.best_val_average_precision == pytest.approx(max(c.data.metrics["val_average_precision"] for c in children))
-    assert set(result.best_params) == {"C"} and result.version is not None
+    assert set(result.best_params) == {"C", "class_weight"} and result.model_type == "logistic"
+    assert result.version is not None
 
 
 def test_tune_with_spark_trials(settings, unique_name, prepared):
