@@ -13,6 +13,7 @@ Parts (each is its own module, runnable alone):
   streaming  bench.bench_streaming: spark-submit job: first row after start, sustained tx/s,
              latency at 2,000 and 500 tx/s, single-row batches, SIGKILL + restart, peak memory
   portal     bench.portal_bench: analyst portal, queue/dashboard p95 at 1M transactions, 50 live clients
+  shadow     bench.shadow_bench: the scoring pass with and without a challenger (target <= 1.3x)
 A part that fails is recorded with its error and the others still run. Timing goals are
 reported here, never asserted in tests.
 """
@@ -26,10 +27,10 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bench_report
+from bench import bench_report, shadow_bench
 from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
-PARTS = ("scoring", "stages", "streaming", "portal")
+PARTS = ("scoring", "stages", "streaming", "portal", "shadow")
 
 
 def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
@@ -37,6 +38,8 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
         from bench import portal_bench
 
         return portal_bench.run(settings, **({"transactions": 100_000, "alerts": 2_000, "seconds": 5.0} if quick else {}))
+    if part == "shadow":  # issue 15: the scoring pass with and without a challenger
+        return shadow_bench.run(settings, model, rows=2_000 if quick else 10_000)
     if part == "scoring":
         from bench import bench_scoring
 
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     results["load_end"] = machine_load()
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    markdown = bench_report.render(results)
+    markdown = bench_report.render(results) + shadow_bench.markdown(results)
     json_path.with_suffix(".md").write_text(markdown)
     if not args.quick and {"scoring", "stages", "streaming"} <= set(parts):
         committed = Path(__file__).resolve().parent
