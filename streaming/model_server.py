@@ -77,6 +77,12 @@ class ModelServer:
             log.warning("registry not reachable for the challenger (%s)", exc)
             return False
         current = self.challenger
+        if found is not None and found.feature_set_version != self.served.feature_set_version:
+            if getattr(self, "_refused", None) != found.version:  # warn once per version
+                self._refused = found.version
+                log.warning("challenger version %s has feature set %s, the served version %s: not scored in shadow",
+                            found.version, found.feature_set_version, self.served.feature_set_version)
+            found = None
         if (found and found.version) == (current and current.version):
             return False
         if found is not None:

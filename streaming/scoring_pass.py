@@ -10,7 +10,8 @@ Kafka records at once:
      decides the version and passes it in). :func:`score_rows` is where a challenger's shadow
      score and per-alert reasons go;
   4. write the chunk's events to the feature store (idempotent), then PostgreSQL in ONE
-     transaction (transactions, fraud_alerts and quarantine: COPY + ON CONFLICT DO NOTHING),
+     transaction (transactions, fraud_alerts, quarantine and, while a challenger exists, its
+     shadow_scores: COPY + ON CONFLICT DO NOTHING),
      then Redis alerts and the Kafka alerts topic;
   5. yield one statistics row (rows, alerts, Redis misses, quarantined, latencies).
 Every event of a user in a micro-batch is in one task (streaming.batch_handlers lays the batch
@@ -25,6 +26,7 @@ change nothing (idempotent store and sinks, features from strictly earlier event
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from streaming.sinks import (
 )
 from streaming.validation import validate_kafka_chunk
 
+_log = logging.getLogger("streaming.scoring_pass")
 KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
 BATCH_STATS_DDL = "rows long, alerts long, redis_missed long, quarantined long, latencies array<double>"
 
@@ -207,8 +210,13 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
         scored = score_rows(featured, inputs.served, inputs.tracking_uri)
         scored["scored_at"] = pd.Timestamp.now(tz="UTC")
         if inputs.challenger is not None:
-            shadow = shadow_rows(featured, inputs.challenger, inputs.tracking_uri)
-            shadow["scored_at"] = scored["scored_at"].iloc[0]
+            try:
+                shadow = shadow_rows(featured, inputs.challenger, inputs.tracking_uri)
+                shadow["scored_at"] = scored["scored_at"].iloc[0]
+            except Exception as exc:  # noqa: BLE001 - a broken challenger never stops the champion's scoring
+                _log.warning("challenger version %s could not score (%s): no shadow scores for this chunk",
+                             inputs.challenger.version, exc)
+                shadow = None
         remember_events(store, valid)
     alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets, shadow)
     committed = time.time()
