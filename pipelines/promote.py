@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the audit_log row")
     parser.add_argument("--live", default="false",
                         help="true: decide on the challenger from its live shadow scores (not the holdout)")
-    parser.add_argument("--min-live-labels", type=int, default=500, help="with --live: labels needed to decide")
+    parser.add_argument("--min-live-labels", type=lambda v: int(float(v)), default=500,  # MLflow may pass 500.0
+                        help="with --live: labels needed to decide")
     parser.add_argument("--live-margin", type=float, default=0.0,
                         help="with --live: the challenger's live metric must exceed the champion's by more")
     parser.add_argument("--live-metric", default="average_precision", choices=LIVE_METRICS)
