@@ -86,14 +86,22 @@ def user_features(transactions: pd.DataFrame, arrays: dict[str, np.ndarray] | No
 def known_labels(
     transactions: pd.DataFrame, labels: pd.DataFrame | None, use_history_labels: bool
 ) -> pd.DataFrame | None:
-    """The labels to use: ``labels`` if given, else the history's own is_fraud/label_time."""
+    """The labels to use: ``labels`` if given, else the history's own is_fraud/label_time.
+
+    A history with is_fraud but no label_time column (data from elsewhere often has none) is
+    taken as labelled when each transaction happened: with label_delay L, a label then counts
+    for the transactions at least L later (the usual "labels known L after the transaction").
+    """
     if labels is not None:
         return normalize_labels(labels, transactions)
-    if use_history_labels and all(c in transactions.columns for c in HISTORY_LABEL_COLUMNS):
-        keep = ["transaction_id", "merchant", "transaction_time", *HISTORY_LABEL_COLUMNS]
-        keep += ["merchant_id"] if "merchant_id" in transactions.columns else []
-        return normalize_labels(transactions[keep])
-    return None
+    if not use_history_labels or "is_fraud" not in transactions.columns:
+        return None
+    keep = ["transaction_id", "merchant", "transaction_time", "is_fraud"]
+    keep += [c for c in ("merchant_id", "label_time") if c in transactions.columns]
+    history = transactions[keep]
+    if "label_time" not in history.columns:
+        history = history.assign(label_time=history["transaction_time"])
+    return normalize_labels(history)
 
 
 def compute_features(
@@ -108,8 +116,9 @@ def compute_features(
         transactions: raw transactions in the message contract (transaction_time tz-aware, naive
             meaning UTC, or ISO strings). Not modified.
         labels: (transaction_id, is_fraud, labeled_at or label_time[, merchant, merchant_id]).
-            None: use the transactions' own is_fraud and label_time columns when both exist
-            (rows without label_time were never labelled) and ``use_history_labels`` is true.
+            None: use the transactions' own is_fraud and label_time columns (rows without
+            label_time were never labelled; no label_time column: labelled when they happened,
+            see :func:`known_labels`) when ``use_history_labels`` is true.
         label_delay: a label is usable for a transaction at time t when labeled_at + label_delay <= t
             (timedelta or seconds).
         use_history_labels: see ``labels``; False gives every merchant the prior rate.
@@ -311,6 +320,8 @@ def compute_training_features(
         (the kept rows with FEATURE_COLUMNS, the RowReport).
     """
     clean, report = clean_transactions(transactions)
+    if labels is None and use_history_labels and "is_fraud" in clean.columns and "label_time" not in clean.columns:
+        report.notes["labels_known_at_transaction_time"] = len(clean)  # no label_time column
     if labels is not None:
         known = labels["transaction_id"].astype(str).isin(set(clean["transaction_id"].astype(str)))
         if (~known).any():

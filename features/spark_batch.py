@@ -14,7 +14,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.batch import HISTORY_LABEL_COLUMNS, user_features
+from features.batch import user_features
 from features.definition import FEATURE_COLUMNS, REQUIRED_INPUT_COLUMNS
 from features.merchant import (
     DEFAULT_LABEL_DELAY,
@@ -75,11 +75,13 @@ def _labels_with_merchant(
             F.col("is_fraud").cast("int").alias("is_fraud"),
             F.col(time_column).alias("labeled_at"),
         ).join(merchants, "transaction_id", "inner")
-    if use_history_labels and all(c in df.columns for c in HISTORY_LABEL_COLUMNS):
+    if use_history_labels and "is_fraud" in df.columns:
+        # no label_time column: labelled when it happened (as features.batch.known_labels)
+        label_time = "label_time" if "label_time" in df.columns else "transaction_time"
         return df.select(
             "transaction_id",
             F.col("is_fraud").cast("int").alias("is_fraud"),
-            F.col("label_time").alias("labeled_at"),
+            F.col(label_time).alias("labeled_at"),
             "merchant",
             "merchant_id",
             "transaction_time",

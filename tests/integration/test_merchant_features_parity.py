@@ -55,6 +55,11 @@ def test_spark_batch_path_equals_training_bit_for_bit(spark, history):
     assert expected["merchant_fraud_count_7d"].max() > 0  # labels were used
     unlabelled = add_features_spark(spark.createDataFrame(history[TRANSACTION_COLUMNS]), label_delay=DELAY).toPandas()
     assert_merchant_features_equal(unlabelled, compute_features(history[TRANSACTION_COLUMNS], label_delay=DELAY))
+    no_label_time = history.drop(columns=["label_time", "fraud_scenario"])  # labelled when they happened
+    expected = compute_features(no_label_time, label_delay=DELAY)
+    assert_merchant_features_equal(add_features_spark(spark.createDataFrame(no_label_time), label_delay=DELAY).toPandas(),
+                                   expected)
+    assert expected["merchant_fraud_count_1d"].max() > 0
 
 
 def test_a_planted_later_label_is_invisible_before_it_is_known_on_both_batch_paths(spark, history):

@@ -207,6 +207,13 @@ def test_compute_features_uses_history_labels_point_in_time():
     assert none["merchant_txn_count_7d"].tolist() == [0, 1, 2]
 
 
+def test_a_history_without_label_times_is_labelled_when_it_happened():
+    txns = transactions([("a", "M1", 0), ("b", "M1", 1), ("c", "M1", 3)]).assign(is_fraud=[1, 0, 0])
+    out = compute_features(txns, label_delay=pd.Timedelta(hours=2))
+    assert out["merchant_fraud_count_1d"].tolist() == [0, 0, 1]  # "a" usable 2 h after it happened
+    assert out["merchant_txn_count_1d"].tolist() == [0, 0, 1]
+
+
 def test_labels_may_be_booleans_with_their_own_merchant_columns():
     lbls = labels([("a", 1, 0)]).assign(is_fraud=[True], merchant="Shop", merchant_id=[None],
                                         transaction_time=[at(-1)])

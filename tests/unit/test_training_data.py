@@ -95,7 +95,8 @@ def test_naive_aware_and_string_times_all_mean_the_same_instants():
         assert report.rows_out == 6
         assert str(featured["transaction_time"].dt.tz) == "UTC"
         pd.testing.assert_frame_equal(featured[FEATURE_COLUMNS], expected)
-    assert compute_training_features(naive)[1].notes == {"naive_transaction_time_read_as_utc": 6}
+    notes = compute_training_features(naive)[1].notes
+    assert notes == {"naive_transaction_time_read_as_utc": 6, "labels_known_at_transaction_time": 6}
 
 
 def test_missing_optional_columns_numeric_ids_and_label_words():
