@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PASSWORD_PLACEHOLDER = "change-me"
+PASSWORD_PLACEHOLDER = "change-me"  # noqa: S105 - what .env.example shows instead of a password
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,11 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     # ------------------------------------------------------------ the online feature store
     Setting("FEATURE_STORE_HOST", "127.0.0.1", "host of the online feature store (a Redis of its own)",
-            FEATURE_STORE, "feature_store_host", containers=False),
+            FEATURE_STORE, "feature_store_host", container_value="feature-store"),
     Setting("FEATURE_STORE_PORT", "6380", "port of the online feature store", FEATURE_STORE,
-            "feature_store_port", int, containers=False),
+            "feature_store_port", int, container_value="6379"),
     Setting("FEATURE_STORE_PASSWORD", "", "password of the online feature store", FEATURE_STORE,
-            "feature_store_password", secret=True, containers=False),
+            "feature_store_password", secret=True),
     # ------------------------------------------------------------ MLflow
     Setting("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking server and model registry", MLFLOW,
             "mlflow_tracking_uri", container_value="http://mlflow:5000"),

@@ -40,7 +40,7 @@ APP_DIR_IN_IMAGE = "/app"
 PLACEHOLDER = "change-me"
 
 # What stands for each local-stack service in the compose file (architecture.md, Services).
-COUNTERPART_IMAGES = {"kafka": "apache/kafka:", "postgres": "postgres:", "redis": "redis:"}
+COUNTERPART_IMAGES = {"kafka": "apache/kafka:", "postgres": "postgres:", "redis": "redis:", "feature-store": "redis:"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME:?message}; "$${...}" is an escaped dollar (left to the container's shell)
 VARIABLE_REFERENCE = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<modifier>[^}]*)\}")
