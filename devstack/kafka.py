@@ -90,7 +90,7 @@ def start_kafka(paths: StackPaths, cfg: dict[str, str]) -> None:
     props = write_properties(paths, cfg)
     if not (paths.kafka / "data" / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(java_command(paths, "kafka.tools.StorageTool", "format", "--standalone",  # noqa: S603
+        subprocess.run(java_command(paths, "kafka.tools.StorageTool", "format", "--standalone",
                                     "-t", cluster_id, "-c", str(props)),
                        check=True, stdout=subprocess.DEVNULL)
     pid = processes.spawn(paths, "kafka", java_command(paths, "kafka.Kafka", str(props), heap="1g"))
@@ -110,6 +110,6 @@ def create_topics(brokers: str, partitions_by_topic: dict[str, int]) -> None:
     for name, future in (admin.create_topics(new) if new else {}).items():
         try:
             future.result(timeout=30)
-        except Exception as exc:  # noqa: BLE001 - confluent_kafka raises KafkaException with the code in its text
+        except Exception as exc:  # confluent_kafka raises KafkaException with the code in its text
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise StackError(f"could not create Kafka topic {name}: {exc}") from exc

@@ -41,7 +41,7 @@ def start_postgres(paths: StackPaths, cfg: dict[str, str]) -> None:
         create_cluster(paths, cfg)
     run_dir = paths.postgres / "run"
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={run_dir}"
-    subprocess.run(  # noqa: S603 - our own argv, no shell
+    subprocess.run(
         as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-l", str(paths.log_file("postgres")),
                      "-o", opts, "-w", "-t", str(READY_TIMEOUT_S), "start"]),
         check=True, stdout=subprocess.DEVNULL,
@@ -69,7 +69,7 @@ def create_cluster(paths: StackPaths, cfg: dict[str, str]) -> None:
         log.touch()
         shutil.chown(log, "postgres", "postgres")
     try:
-        subprocess.run(  # noqa: S603 - our own argv, no shell
+        subprocess.run(
             as_postgres([pg_bin("initdb"), "-D", str(data), "--username=postgres",
                          f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
                          "--locale=C.UTF-8"]),
@@ -126,6 +126,6 @@ def migrate(cfg: dict[str, str]) -> None:
 def stop_postgres(paths: StackPaths) -> None:
     """pg_ctl stop -m fast (when the running server is ours)."""
     if processes.is_ours(paths, "postgres"):
-        subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(paths.postgres / "data"),  # noqa: S603
+        subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(paths.postgres / "data"),
                                     "-m", "fast", "-w", "stop"]),
                        check=False, stdout=subprocess.DEVNULL)

@@ -86,7 +86,7 @@ def spawn(paths: StackPaths, service: str, argv: list[str], env: dict[str, str] 
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.pids.mkdir(parents=True, exist_ok=True)
     with open(paths.log_file(service), "ab") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+        proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, **(env or {})}, cwd=str(PROJECT_ROOT),
         )

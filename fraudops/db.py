@@ -41,16 +41,15 @@ def apply_migrations(conn, schema: str = "public", directory: Path = MIGRATIONS_
     Raises RuntimeError when an applied file was edited afterwards (checksum mismatch).
     """
     applied_now: list[str] = []
-    with conn:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            cur.execute(
-                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
-                " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
-                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            cur.execute(f'SELECT version, checksum FROM "{schema}".schema_migrations')
-            done = dict(cur.fetchall())
+    with conn, conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        cur.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+            " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        cur.execute(f'SELECT version, checksum FROM "{schema}".schema_migrations')
+        done = dict(cur.fetchall())
     for path in migration_files(directory):
         sql = path.read_text()
         checksum = hashlib.sha256(sql.encode()).hexdigest()
@@ -58,14 +57,13 @@ def apply_migrations(conn, schema: str = "public", directory: Path = MIGRATIONS_
             if done[path.name] != checksum:
                 raise RuntimeError(f"migration {path.name} changed after it was applied")
             continue
-        with conn:
-            with conn.cursor() as cur:
-                cur.execute(f'SET LOCAL search_path TO "{schema}"')
-                cur.execute(sql)
-                cur.execute(
-                    f'INSERT INTO "{schema}".schema_migrations (version, checksum) VALUES (%s, %s)',
-                    (path.name, checksum),
-                )
+        with conn, conn.cursor() as cur:
+            cur.execute(f'SET LOCAL search_path TO "{schema}"')
+            cur.execute(sql)
+            cur.execute(
+                f'INSERT INTO "{schema}".schema_migrations (version, checksum) VALUES (%s, %s)',
+                (path.name, checksum),
+            )
         applied_now.append(path.name)
     return applied_now
 

@@ -84,7 +84,7 @@ def test_a_key_fires_again_after_its_cooldown(settings, pg_conn, schema, planted
 class _Receiver(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(json.loads(body))
         self.send_response(200)
