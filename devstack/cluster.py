@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -159,10 +160,8 @@ def _stop_all(cfg: ClusterConfig, names: list[str], timeout: float = 30.0) -> li
     SIGKILL what is left; PID files go away. Returns the names that were running."""
     pids = {name: pid for name in names if (pid := running_pid(cfg, name))}
     for pid in pids.values():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     for pid in pids.values():
         terminate(pid, timeout=max(0.0, deadline - time.monotonic()))  # SIGKILL after the deadline
@@ -334,7 +333,7 @@ def start_spark_worker(cfg: ClusterConfig, worker: int) -> int:
 def spark_workers_alive(cfg: ClusterConfig) -> int:
     """How many workers the master lists as ALIVE (its UI's JSON)."""
     url = f"http://{LOOPBACK}:{cfg.spark_ui_port}/json/"
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=3) as resp:  # loopback only
         state = json.load(resp)
     return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
@@ -420,14 +419,31 @@ def _stop_job(cfg: ClusterConfig) -> list[str]:
     return [JOB] if alive else []
 
 
-def _end_group(pgid: int, timeout: float = 30.0) -> None:
-    """Wait until no process of group ``pgid`` is left; SIGKILL the group after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group ``pgid``."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
         try:
-            os.killpg(pgid, signal.SIGKILL if time.monotonic() > deadline else 0)
-        except ProcessLookupError:
-            return
+            fields = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(proc.name))
+    return members
+
+
+def _end_group(pgid: int, timeout: float = 30.0) -> None:
+    """Wait until no live process of group ``pgid`` is left; SIGKILL the group after ``timeout``.
+    (A zombie leader, e.g. the unreaped child of the process that started the cluster, counts as gone.)"""
+    deadline = time.monotonic() + timeout
+    while _group_members(pgid) and time.monotonic() < deadline + 5:
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
         time.sleep(0.2)
 
 
