@@ -9,6 +9,8 @@ schema and model name.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 
 import pytest
@@ -144,3 +146,46 @@ def test_shadow_scoring_comparison_and_live_promotion(spark, settings, pg_conn, 
     assert alerted <= {"2"}
     assert query(pg_conn, ns, """SELECT count(*) FROM {s}.audit_log WHERE event_type = 'model_promotion'
                                  AND details->>'evidence' = 'live'""") == [(1,)]
+
+
+@pytest.mark.timeout(1800)  # waits of 600 s + 1200 s, as tests/e2e/test_scoring_job_process.py
+def test_sigkill_mid_stream_with_a_challenger_stores_each_score_exactly_once(settings, pg_conn, namespace, history,
+                                                                             built_models, tmp_path):
+    """spark-submit job, v1 Production and v2 Staging, SIGKILL mid-stream, restart: every
+    transaction exactly once in transactions and exactly once (v2) in shadow_scores."""
+    from fraudops.modeling.registry import promote_to_production, promote_to_staging
+
+    ns = namespace
+    name = f"fraud-detector-shadow-kill-{uuid.uuid4().hex[:8]}"
+    register_copy(name, built_models[0])
+    promote_to_production(name, "1")
+    register_copy(name, built_models[1])
+    promote_to_staging(name, "2")
+    stream = history.sort_values("transaction_time").iloc[:1600]
+    first, second = stream.iloc[:1200], stream.iloc[1200:]
+    support.produce(settings, ns.topic, transaction_messages(first))
+    log_path = tmp_path / "job.log"
+    job = support.spark_submit(ns, name, log_path, max_offsets=300)
+    try:
+        assert_eventually(lambda: support.count(pg_conn, ns, "shadow_scores") > 0, timeout=600, interval=0.5,
+                          message=f"first rows scored in shadow (log {log_path})")
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        killed_at = support.count(pg_conn, ns, "transactions")
+        support.produce(settings, ns.topic, transaction_messages(second))
+        job = support.spark_submit(ns, name, log_path, max_offsets=300)
+        assert_eventually(lambda: support.count(pg_conn, ns, "shadow_scores") >= len(stream), timeout=1200,
+                          interval=1.0, message=f"all rows scored after restart (log {log_path})")
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert killed_at < len(stream), "the job finished before it was killed: nothing was tested"
+    assert query(pg_conn, ns, "SELECT count(*), count(DISTINCT transaction_id) FROM {s}.transactions") == \
+        [(len(stream), len(stream))]
+    assert query(pg_conn, ns, """SELECT model_version, count(*), count(DISTINCT transaction_id)
+                                 FROM {s}.shadow_scores GROUP BY 1""") == [("2", len(stream), len(stream))]
+    assert query(pg_conn, ns, """SELECT count(*) FROM {s}.transactions t LEFT JOIN {s}.shadow_scores s
+                                 USING (transaction_id) WHERE s.transaction_id IS NULL""") == [(0,)]
+    assert {v for (v,) in query(pg_conn, ns, "SELECT DISTINCT model_version FROM {s}.fraud_alerts")} <= {"1"}
