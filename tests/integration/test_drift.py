@@ -4,6 +4,7 @@ the Evidently check, its MLflow run, HTML report and monitoring_metrics rows."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 
@@ -28,8 +29,18 @@ DAYS, CURRENT_FROM_DAY, CUSTOMERS, SEED = 56, 50, 200, 5
 START = datetime(2025, 3, 1, tzinfo=UTC)
 
 
+@functools.cache
 def _history(fraud_ratio: float = 0.02) -> pd.DataFrame:
+    """The simulated world (generated once per fraud ratio; callers never modify it)."""
     return generate_history(days=DAYS, customers=CUSTOMERS, fraud_ratio=fraud_ratio, seed=SEED, start=START)
+
+
+@functools.cache
+def _world(shift: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, its features) of ``shift``: none, currency_mix or fraud_wave, computed once each."""
+    history = {"none": _history, "currency_mix": lambda: _currency_shift(_history()),
+               "fraud_wave": lambda: _history(fraud_ratio=0.15)}[shift]()
+    return history, compute_features(history)
 
 
 def _day(frame: pd.DataFrame) -> pd.Series:
@@ -44,8 +55,9 @@ def production_model(settings):
     from pipelines.train import PreparedData, train_model
 
     name = f"drift-{uuid.uuid4().hex[:8]}"
-    history = _history()
-    featurized = compute_features(history[_day(history) < CURRENT_FROM_DAY])
+    history, features = _world("none")
+    # point-in-time features: those of days < 50 computed on all 56 days equal those computed on days < 50
+    featurized = features[_day(history) < CURRENT_FROM_DAY].reset_index(drop=True)
     at = lambda day: pd.Timestamp(START) + pd.Timedelta(days=day)  # noqa: E731
     split = TimeSplit(at(0), at(31), at(40), at(44), at(46), at(CURRENT_FROM_DAY))
     prepared = PreparedData(featurized, split, split_frames(featurized, split), "tests: simulator")
@@ -63,14 +75,19 @@ def schema(pg_conn, unique_name):
     drop_schema(pg_conn, name)
 
 
-def _plant_current(pg_conn, schema: str, history: pd.DataFrame, model: dict) -> int:
-    """Score the last days of ``history`` (features over all of it) with the Production model
-    into ``schema``, as the streaming job would have, scored now."""
+@functools.cache
+def _fraud_model(uri: str):
     from fraudops.modeling.model import load_fraud_model
 
-    featurized = compute_features(history)
+    return load_fraud_model(uri)
+
+
+def _plant_current(pg_conn, schema: str, shift: str, model: dict) -> int:
+    """Score the last days of the ``shift`` world (features over all of it) with the Production
+    model into ``schema``, as the streaming job would have, scored now."""
+    history, featurized = _world(shift)
     current = _day(history) >= CURRENT_FROM_DAY
-    scores = load_fraud_model(f"models:/{model['name']}/{model['version']}").predict(featurized[current])
+    scores = _fraud_model(f"models:/{model['name']}/{model['version']}").predict(featurized[current])
     rows = scored_rows(history[current], model_version=model["version"], threshold=model["threshold"],
                        features=featurized[current], scored_at=datetime.now(UTC), scores=scores)
     planted = insert_scored(pg_conn, schema, rows)
@@ -96,7 +113,7 @@ def _check(settings, schema, model, tmp_path):
 
 
 def test_unshifted_stream_shows_no_drift_and_is_recorded(settings, pg_conn, schema, production_model, tmp_path):
-    planted = _plant_current(pg_conn, schema, _history(), production_model)
+    planted = _plant_current(pg_conn, schema, "none", production_model)
 
     check = _check(settings, schema, production_model, tmp_path)
 
@@ -128,8 +145,7 @@ def _assert_mlflow_run(settings, check):
 
 @pytest.mark.parametrize("shift", ["currency_mix", "fraud_wave"])
 def test_shifted_stream_is_detected(settings, pg_conn, schema, production_model, tmp_path, shift):
-    history = _currency_shift(_history()) if shift == "currency_mix" else _history(fraud_ratio=0.15)
-    _plant_current(pg_conn, schema, history, production_model)
+    _plant_current(pg_conn, schema, shift, production_model)
 
     check = _check(settings, schema, production_model, tmp_path)
 
@@ -141,7 +157,7 @@ def test_shifted_stream_is_detected(settings, pg_conn, schema, production_model,
 
 
 def test_cli_exit_status_follows_fail_on_drift(settings, pg_conn, schema, production_model, tmp_path):
-    _plant_current(pg_conn, schema, _currency_shift(_history()), production_model)
+    _plant_current(pg_conn, schema, "currency_mix", production_model)
     args = ["--window", "5000.0", "--model-uri", production_model["uri"], "--pg-schema", schema,
             "--reports-dir", str(tmp_path), "--experiment", f"tests-{production_model['name']}"]
 
