@@ -23,7 +23,7 @@ from tests.monitoring_support import (
     scored_rows,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # the module fixture (world + training) counts in the first test
 
 DAYS, CURRENT_FROM_DAY, CUSTOMERS, SEED = 56, 50, 200, 5
 START = datetime(2025, 3, 1, tzinfo=UTC)
