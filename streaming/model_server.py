@@ -72,34 +72,34 @@ class ModelServer:
         """Ask the registry for the challenger; pick up a new one, drop a gone one (audit_log
         records each change). Returns True when it changed."""
         try:
-            found = resolve_challenger(parse_models_uri(self.model_uri)[0], self.served.version)
+            challenger_served = resolve_challenger(parse_models_uri(self.model_uri)[0], self.served.version)
         except Exception as exc:  # noqa: BLE001 - keep the current challenger
             log.warning("registry not reachable for the challenger (%s)", exc)
             return False
         current = self.challenger
-        if found is not None and found.feature_set_version != self.served.feature_set_version:
-            if getattr(self, "_refused", None) != found.version:  # warn once per version
-                self._refused = found.version
+        if challenger_served is not None and challenger_served.feature_set_version != self.served.feature_set_version:
+            if getattr(self, "_refused", None) != challenger_served.version:  # warn once per version
+                self._refused = challenger_served.version
                 log.warning("challenger version %s has feature set %s, the served version %s: not scored in shadow",
-                            found.version, found.feature_set_version, self.served.feature_set_version)
-            found = None
-        if (found and found.version) == (current and current.version):
+                            challenger_served.version, challenger_served.feature_set_version, self.served.feature_set_version)
+            challenger_served = None
+        if (challenger_served and challenger_served.version) == (current and current.version):
             return False
-        if found is not None:
+        if challenger_served is not None:
             try:
                 import mlflow.pyfunc
 
-                mlflow.pyfunc.load_model(found.model_uri)  # a challenger that cannot load never scores
+                mlflow.pyfunc.load_model(challenger_served.model_uri)  # a challenger that cannot load never scores
             except Exception as exc:  # noqa: BLE001
-                log.warning("could not load challenger version %s (%s)", found.version, exc)
+                log.warning("could not load challenger version %s (%s)", challenger_served.version, exc)
                 return False
-        self.challenger = found
-        log.warning("challenger: version %s -> %s", current and current.version, found and found.version)
+        self.challenger = challenger_served
+        log.warning("challenger: version %s -> %s", current and current.version, challenger_served and challenger_served.version)
         if self.audit:
             try:
                 self.audit("challenger_switch", {"model": self.served.name,
                                                  "from_version": current and current.version,
-                                                 "to_version": found and found.version,
+                                                 "to_version": challenger_served and challenger_served.version,
                                                  "champion_version": self.served.version})
             except Exception as exc:  # noqa: BLE001 - best effort, like the model switch
                 log.warning("could not audit the challenger change: %s", exc)
