@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED_PACKAGES = ("streaming", "monitoring", "fraudops", "simulator", "devstack", "pipelines", "features", "expectations", "bench")
+SCANNED_PACKAGES = ("streaming", "monitoring", "fraudops", "simulator", "devstack", "portal", "pipelines", "features", "expectations", "bench")
 
 
 # ---------------------------------------------------------------- credentials
