@@ -66,6 +66,7 @@ class JobOptions:
     model_uri: str | None = None
     model_refresh_seconds: float = 10.0
     merchant_refresh_seconds: float = 60.0
+    label_delay_seconds: float = 3600.0  # when a label becomes usable for the merchant features
     with_labels: bool = True
     query_prefix: str = ""
     scoring_tasks: int = 1
@@ -129,6 +130,7 @@ class RunningJob:
 
 def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     """Start the scoring and (optionally) labels queries."""
+    from fraudops.modeling.registry import label_delay_mismatch
     from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter
     from streaming.merchant_risk import MerchantRiskCache
     from streaming.metrics import progress_listener
@@ -140,7 +142,10 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
                         refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
     served = model.start()
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
-    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds)
+    if mismatch := label_delay_mismatch(options.label_delay_seconds, served):
+        log.warning(mismatch)
+    merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds,
+                                      label_delay=options.label_delay_seconds)
     scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
                                  settings.mlflow_tracking_uri, tasks=options.scoring_tasks, spark=spark)
     scoring.keep_warm()  # a Python worker starts and loads the model while the rest starts
@@ -199,6 +204,8 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--model-refresh-seconds", type=float, default=10.0)
     parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0)
+    parser.add_argument("--label-delay", default="1h", help="how long after a transaction its label is known "
+                        "(30m, 1h, 7d or seconds); a warning when the served version was trained with another")
     parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
     parser.add_argument("--scoring-tasks", type=int, default=1,
                         help="Python tasks per micro-batch (users hashed over them; 1: no shuffle)")
@@ -217,11 +224,21 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
         labels_topic=args.labels_topic, alerts_topic=args.alerts_topic, model_uri=args.model_uri,
         model_refresh_seconds=args.model_refresh_seconds,
         merchant_refresh_seconds=args.merchant_refresh_seconds, with_labels=not args.no_labels,
+        label_delay_seconds=_label_delay(parser, args.label_delay),
         scoring_tasks=args.scoring_tasks,
     )
 
 
 STOP_GRACE_SECONDS = 90  # after SIGTERM/SIGINT, a stop that hangs longer ends the process
+
+
+def _label_delay(parser, value: str) -> float:
+    from fraudops.modeling.registry import parse_label_delay
+
+    try:
+        return parse_label_delay(value, "--label-delay")
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _exit_now(code: int) -> None:

@@ -39,6 +39,7 @@ from features.online import FeatureStore, FeatureStoreTarget
 from features.stream import remember_events, stream_features
 from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS
 from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS, SHADOW_SCORE_INSERT_COLUMNS
+from fraudops.modeling.explain import alert_reasons_json
 from fraudops.modeling.registry import ServedModel
 from streaming.sinks import (
     SinkTargets,
@@ -149,10 +150,12 @@ def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str) -
     """
     model = worker_model(served, tracking_uri)
     score = np.asarray(model.predict(featured[FEATURE_COLUMNS]), dtype="float64")
+    alerted = score >= served.threshold
     return featured.assign(
-        fraud_score=score, is_fraud=score >= served.threshold, decision_threshold=served.threshold,
+        fraud_score=score, is_fraud=alerted, decision_threshold=served.threshold,
         model_version=served.version, feature_set_version=served.feature_set_version,
         features=features_json(featured),
+        reasons=alert_reasons_json(model, featured[FEATURE_COLUMNS], alerted),  # alerted rows only
     )
 
 

@@ -33,6 +33,7 @@ from fraudops.contract.tables import (
     REDIS_RECENT_ALERTS_KEY,
     TRANSACTION_INSERT_COLUMNS,
 )
+from fraudops.jsonutil import strict_dumps
 
 MAX_RAW_VALUE_CHARS = 4096  # quarantined raw values are cut to this length
 
@@ -107,12 +108,17 @@ def copy_upsert(cur, table: str, frame: pd.DataFrame, columns: list[str], confli
 def alert_rows(scored: pd.DataFrame, detection_time: datetime) -> pd.DataFrame:
     alerts = scored.loc[scored["is_fraud"].astype(bool)].copy()
     alerts["detection_time"] = detection_time
+    if "reasons" not in alerts.columns:  # scored without explanations: the alert has none recorded
+        alerts["reasons"] = None
     return alerts
 
 
 def alert_payload(row: dict) -> str:
-    """The alert as JSON, the same text in Redis and on the alerts topic."""
-    return json.dumps({key: _plain(row[key]) for key in ALERT_INSERT_COLUMNS}, separators=(",", ":"))
+    """The alert as strict JSON, the same text in Redis and on the alerts topic (reasons as a list)."""
+    payload = {key: _plain(row.get(key)) for key in ALERT_INSERT_COLUMNS}
+    if isinstance(payload.get("reasons"), str):  # the stream's column holds the JSON text PostgreSQL gets
+        payload["reasons"] = json.loads(payload["reasons"])
+    return strict_dumps(payload, separators=(",", ":"))
 
 
 def _plain(value):

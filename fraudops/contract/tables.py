@@ -15,7 +15,7 @@ TRANSACTION_INSERT_COLUMNS: list[str] = [
 
 ALERT_INSERT_COLUMNS: list[str] = [
     "transaction_id", "user_id", "amount", "currency", "merchant", "country", "transaction_time",
-    "fraud_score", "model_version", "detection_time",
+    "fraud_score", "model_version", "detection_time", "reasons",
 ]
 
 QUARANTINE_INSERT_COLUMNS: list[str] = [
