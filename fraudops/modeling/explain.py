@@ -71,7 +71,7 @@ class Explainer:
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, input features) contributions of the prepared model input ``frame``."""
-        transformed = np.asarray(self.pipeline[:-1].transform(frame), dtype="float64")
+        transformed = _dense(self.pipeline[:-1].transform(frame))
         if self.kind == "linear":
             per_column = self._linear(transformed)
         elif self.kind == "hgb_tree":
@@ -145,7 +145,12 @@ def _input_feature(name: str, numeric: Sequence[str], categorical: Sequence[str]
 
 def linear_baseline(pipeline, model_input: pd.DataFrame) -> list[float]:
     """Training means of a logistic pipeline's transformed columns (store as ``extra["explain_baseline"]``)."""
-    return np.asarray(pipeline[:-1].transform(model_input), dtype="float64").mean(axis=0).tolist()
+    return _dense(pipeline[:-1].transform(model_input)).mean(axis=0).tolist()
+
+
+def _dense(matrix) -> np.ndarray:
+    """The preprocessor's output as a dense float array (one-hot columns may come out sparse)."""
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype="float64")
 
 
 # --- the served model ---------------------------------------------------------------------------
