@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from features.definition import FEATURE_SET_VERSION
 from fraudops.modeling import registry
 from fraudops.settings import PROJECT_ROOT
 from pipelines.evaluate import evaluate_model
@@ -53,7 +54,8 @@ def test_train_logs_metrics_plots_reference_and_registers_a_tagged_version(setti
     client = registry.registry_client(settings)
     version = client.get_model_version(f"fraud-detector-{unique_name}", result.version)
     assert registry.version_threshold(version) == pytest.approx(result.threshold)
-    assert registry.version_feature_set(version) == "fs-v1" and version.run_id == result.run_id
+    assert registry.version_feature_set(version) == FEATURE_SET_VERSION and version.run_id == result.run_id
+    assert float(version.tags["label_delay_seconds"]) == 3600.0
     for key in ("test_auc_roc", "test_average_precision", "test_precision", "test_recall", "test_f1",
                 "test_card_precision_at_100", "test_fraud_amount_caught", "val_f1", "training_seconds"):
         assert key in result.metrics
@@ -207,7 +209,7 @@ def test_mlflow_run_evaluate_and_tune(settings, unique_name, prepared, project_c
     registry.promote_to_production(name, trained.version)
     steps = [
         ("evaluate", {"model_uri": f"models:/{name}/Production", "data": history_path}),
-        ("tune", {"model_type": "logistic", "data": history_path, "max_evals": 2, "parallelism": 1}),
+        ("tune", {"model_type": "hist_gradient_boosting", "data": history_path, "max_evals": 2, "parallelism": 1}),
     ]
     for entry_point, params in steps:
         done = _mlflow_run(entry_point, params, project_copy, env)
