@@ -142,14 +142,21 @@ def make_objective(prepared: PreparedData, context: TrialContext) -> Callable[[M
 
 
 def trial_metrics(model_type: str, params: Mapping[str, Any], fit_rows, validation_rows, seed: int) -> dict[str, float]:
-    """Validation AUC ROC and average precision of one set of params."""
-    from pipelines.evaluation_metrics import ranking_metrics
+    """Validation AUC ROC and average precision of one set of params. A model whose validation
+    threshold would be degenerate (>= 0.99: it could never be registered, e.g. balanced class
+    weights pushing every fraud to ~1) scores AP 0, so the search never picks it."""
+    from pipelines.evaluation_metrics import choose_threshold, ranking_metrics
+    from pipelines.train import MAX_REGISTRABLE_THRESHOLD
 
     numeric, categorical = feature_lists("all")
     pipeline = fit_pipeline(model_type, fit_rows, numeric, categorical, params, seed)
     scores = score_rows(pipeline, validation_rows, numeric, categorical)
     ranking = ranking_metrics(validation_rows["is_fraud"], scores)
-    return {"val_auc_roc": ranking["auc_roc"], "val_average_precision": ranking["average_precision"]}
+    threshold = choose_threshold(validation_rows["is_fraud"], scores).threshold
+    usable = threshold < MAX_REGISTRABLE_THRESHOLD
+    return {"val_auc_roc": ranking["auc_roc"], "val_threshold": threshold,
+            "val_average_precision_raw": ranking["average_precision"],
+            "val_average_precision": ranking["average_precision"] if usable else 0.0}
 
 
 def log_trial(context: TrialContext, model_type: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
