@@ -132,11 +132,13 @@ def tuned_choice(prepared, trials: int, seed: int) -> tuple[str, dict[str, Any]]
     return search_families(prepared, trials, seed)
 
 
-def compare_dataset(label: str, dataset: str, days: int, size: int, seed: int, trials: int) -> list[Result]:
-    """Every family with its default parameters, then the tuned best (when ``trials`` > 0)."""
+def compare_dataset(label: str, dataset: str, days: int, size: int, seed: int, trials: int,
+                    defaults: bool = True) -> list[Result]:
+    """Every family with its default parameters (unless not ``defaults``), then the tuned best
+    (when ``trials`` > 0)."""
     prepared = prepared_dataset(dataset, days, size, seed)
     results = []
-    for family in FAMILIES:
+    for family in FAMILIES if defaults else ():
         results.append(measure(label, dataset, prepared, family, None, f"{family} (defaults)"))
         log.info("%s", results[-1])
     if trials > 0:
@@ -193,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, default=16, help="hyperopt trials across families (0: defaults only)")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--results-name", default="", help="file name of this measurement (default: the label)")
+    parser.add_argument("--skip-defaults", action="store_true", help="only the tuned best")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/model_comparison.md")
     return parser
 
@@ -204,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.render:
         np.seterr(all="ignore")
         results = [r for d in args.datasets.split(",")
-                   for r in compare_dataset(args.label, d, args.days, args.size, args.seed, args.trials)]
+                   for r in compare_dataset(args.label, d, args.days, args.size, args.seed, args.trials,
+                                            not args.skip_defaults)]
         settings = {k: getattr(args, k) for k in ("days", "size", "seed", "trials")}
         print(f"wrote {write_results(args.label, results, folder, settings, args.results_name or None)}")
     print(render_table(folder))

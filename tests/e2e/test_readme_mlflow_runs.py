@@ -4,7 +4,7 @@ The commands are read from the documents (the same extraction as tests/*/test_re
 and executed as written, with ``--env-manager local``, in a copy of the project (so the documents'
 relative paths, e.g. data/history.parquet, stay inside the test), against the local stack, with
 the variables of .stack/stack.env (as the README says: ``set -a; . .stack/stack.env``). For small
-data and isolation a few parameters are added after the README's own: main gets 14 days x 400
+data and isolation a few parameters are added after the README's own: main gets 10 days x 300
 customers with 3 % fraud, train reads the history main wrote, and drift/retrain/promote read and write a
 PostgreSQL schema of their own; MODEL_NAME is a registered model of this test only.
 
@@ -39,12 +39,12 @@ from tests.monitoring_support import (
     scored_rows,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 PROJECT_EXPERIMENT = "fraud-detection"
 ORDER = ("generate", "main", "train", "drift", "retrain", "promote")
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) succeeded ===")
-COMMAND_TIMEOUT = 900
+COMMAND_TIMEOUT = 1500
 
 
 def document_commands():
@@ -131,7 +131,7 @@ def run_env(names) -> dict[str, str]:
 
 def with_small_data(argv: tuple[str, ...], schema: str) -> list[str]:
     """The README's command plus the parameters that keep it small and isolated."""
-    extra = {"generate": ["days=14", "customers=300"], "main": ["days=14", "customers=400", "fraud_ratio=0.03"],
+    extra = {"generate": ["days=14", "customers=300"], "main": ["days=10", "customers=300", "fraud_ratio=0.03"],
              "train": ["data=data/history.parquet"],
              "drift": [f"pg_schema={schema}"], "retrain": [f"pg_schema={schema}"],
              "promote": [f"pg_schema={schema}"]}[entry_point(argv)]
