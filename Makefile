@@ -147,12 +147,6 @@ stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs
 stream-stop:
 	@$(PY) -m devstack.jobs stop streaming
 
-# ---------------------------------------------------------------- analyst portal (portal/)
-.PHONY: portal portal-bg portal-stop
-portal: stack-up   ## the analyst portal in the foreground on 127.0.0.1:$PORTAL_PORT (8050)
-	$(PY) -m portal serve
-
-portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log)
 # ---------------------------------------------------------------- a real cluster on 127.0.0.1 (devstack/cluster.py)
 # Spark standalone (master + 2 workers) and a 3-node Kafka KRaft cluster, state in .stack/cluster;
 # the job keeps the local stack's PostgreSQL, Redis and MLflow and reads the cluster's topics.
@@ -175,6 +169,12 @@ stream-cluster: stack-up cluster-up   ## the scoring job on the cluster, foregro
 stream-cluster-bg: stack-up cluster-up   ## the same in the background (log .stack/cluster/logs/streaming.log)
 	@$(CLUSTER_ENV) $(PY) -m devstack.cluster start-job -- $(SPARK_SUBMIT_CLUSTER) $(CLUSTER_JOB) $(STREAM_ARGS)
 
+# ---------------------------------------------------------------- analyst portal (portal/)
+.PHONY: portal portal-bg portal-stop
+portal: stack-up   ## the analyst portal in the foreground on 127.0.0.1:$PORTAL_PORT (8050)
+	$(PY) -m portal serve
+
+portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log)
 	@$(PY) -m devstack.jobs start portal -- $(PY) -m portal serve
 
 portal-stop:
