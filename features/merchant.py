@@ -333,6 +333,3 @@ def snapshot_merchant_features(transactions: pd.DataFrame, snapshot: MerchantSna
                    snapshot.start_us, snapshot.end_us)
     counts = counts_at(snapshot.events, merchant_key(transactions).to_numpy(object), e_us)
     return features_from_counts(counts, transactions.index)
-
-
-merchant_features_from_snapshot = snapshot_merchant_features

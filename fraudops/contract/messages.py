@@ -1,8 +1,8 @@
-"""THE transaction message contract: fields, code sets, limits, validator, serializer, Spark schema.
+"""THE transaction message contract: fields, code sets, limits, validator, serializer.
 
 Written once. The producer serializes with :func:`serialize_message`, the streaming job parses and
-quarantines with :func:`validate_message` (or :func:`validate_messages_frame` inside mapInPandas,
-whose output layout is :func:`spark_validated_schema`), and the Great Expectations suite for raw
+quarantines with :func:`validate_message` (or :func:`validate_messages_frame` inside its pandas
+pass), and the Great Expectations suite for raw
 transactions (expectations/suites.py) is built from :data:`FIELD_SPECS` and the constants below.
 
 Wire format (Kafka value, UTF-8 JSON object), compatible with the seed's producer::
@@ -339,7 +339,7 @@ def validate_messages_frame(values: Iterable[bytes | str | None], now: datetime 
     Returns:
         pandas DataFrame, one row per value in the same order, with :data:`TRANSACTION_COLUMNS`
         (transaction_time as datetime64[us, UTC], NaT/None on rejected rows) and ``reject_reason``
-        (None when the row is valid). Its Spark layout is :func:`spark_validated_schema`.
+        (None when the row is valid).
     """
     import pandas as pd
 
@@ -473,31 +473,3 @@ def validate_label_message(raw: bytes | str | None, now: datetime | None = None)
     if pd.isna(labeled_at):
         return None, "label:unparseable_labeled_at"
     return {"transaction_id": tid, "is_fraud": bool(is_fraud), "source": source, "labeled_at": labeled_at}, None
-
-
-# --- Spark ------------------------------------------------------------------------------------
-def spark_message_schema(parsed_time: bool = False):
-    """pyspark StructType of the message fields in :data:`TRANSACTION_COLUMNS` order.
-
-    Args:
-        parsed_time: False (default) gives the wire layout (transaction_time as string, for
-            from_json); True gives transaction_time as TimestampType (a validated record).
-    """
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
-
-    def spark_type(spec: FieldSpec):
-        if spec.kind == "amount":
-            return DoubleType()
-        if spec.kind == "timestamp" and parsed_time:
-            return TimestampType()
-        return StringType()
-
-    return StructType([StructField(spec.name, spark_type(spec), nullable=True) for spec in FIELD_SPECS])
-
-
-def spark_validated_schema():
-    """StructType of :func:`validate_messages_frame` output: parsed fields plus ``reject_reason``."""
-    from pyspark.sql.types import StringType, StructField
-
-    schema = spark_message_schema(parsed_time=True)
-    return schema.add(StructField(REJECT_REASON_COLUMN, StringType(), nullable=True))

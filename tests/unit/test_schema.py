@@ -1,4 +1,4 @@
-"""The message contract: accepted messages, one specific reason per rejection, serializer, Spark schema."""
+"""The message contract: accepted messages, one specific reason per rejection, serializer."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from fraudops.contract.messages import (
     TRANSACTION_TYPES,
     serialize_label,
     serialize_message,
-    spark_message_schema,
-    spark_validated_schema,
     validate_label_message,
     validate_message,
     validate_messages_frame,
@@ -224,15 +222,6 @@ def test_frame_validation_keeps_order_and_reasons():
     assert frame[REJECT_REASON_COLUMN].tolist() == [None, "not_json", "empty_message", "negative:amount"]
     assert str(frame["transaction_time"].dtype) == "datetime64[us, UTC]"
     assert frame.loc[0, "amount"] == 52.47 and frame.loc[1, "transaction_id"] is None
-
-
-def test_spark_schemas_follow_the_columns():
-    wire = spark_message_schema()
-    assert wire.fieldNames() == TRANSACTION_COLUMNS
-    assert wire["amount"].dataType.typeName() == "double"
-    assert wire["transaction_time"].dataType.typeName() == "string"
-    assert spark_message_schema(parsed_time=True)["transaction_time"].dataType.typeName() == "timestamp"
-    assert spark_validated_schema().fieldNames() == [*TRANSACTION_COLUMNS, REJECT_REASON_COLUMN]
 
 
 # --- property tests -------------------------------------------------------------------------------
