@@ -1,19 +1,17 @@
 """Spark-side helpers shared by the Spark batch path and the streaming path.
 
 Schemas of the feature columns, the merchant identity as a Spark
-column (twin of features.stateless.merchant_key), and the merchant-risk join. Importing this
+column (twin of features.stateless.merchant_key). Importing this
 module imports pyspark but starts nothing.
 """
 
 from __future__ import annotations
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, OPTIONAL_INPUT_COLUMNS
-from features.merchant import MERCHANT_FEATURES
 
 
 def feature_field(name: str) -> T.StructField:
@@ -66,35 +64,6 @@ def merchant_key_column(columns: list[str] | None = None) -> Column:
     if columns is not None and "merchant_id" not in columns:
         return name
     return F.coalesce(F.col("merchant_id").cast(T.StringType()), name)
-
-
-def attach_merchant_risk(df: DataFrame, merchant_risk=None) -> DataFrame:
-    """Set MERCHANT_FEATURES of ``df`` from a merchant snapshot (replacing any present).
-
-    Args:
-        df: rows with merchant, merchant_id and transaction_time columns (batch or streaming).
-        merchant_risk: a features.merchant.MerchantSnapshot (evaluated at each row's time by
-            features.merchant.snapshot_merchant_features, the stream's function), or None:
-            every count 0 and every rate the prior (nothing read yet).
-
-    Returns:
-        ``df`` with its columns in the same order (the merchant features appended if absent).
-    """
-    from features.merchant import snapshot_merchant_features
-
-    columns = df.columns + [name for name in MERCHANT_FEATURES if name not in df.columns]
-    base = df.drop(*MERCHANT_FEATURES)
-    schema = schema_with_features(base.schema, MERCHANT_FEATURES)
-    if "merchant_id" not in base.columns:
-        base = base.withColumn("merchant_id", F.lit(None).cast(T.StringType()))
-        schema = schema_with_features(base.schema, MERCHANT_FEATURES)
-    names = schema.fieldNames()
-
-    def with_features(batches):
-        for batch in batches:
-            yield pd.concat([batch, snapshot_merchant_features(batch, merchant_risk)], axis=1)[names]
-
-    return base.mapInPandas(with_features, schema).select(*columns)
 
 
 def select_output(df: DataFrame, input_columns: list[str]) -> DataFrame:

@@ -19,7 +19,7 @@ from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_F
 from features.merchant import MERCHANT_FEATURES, merchant_snapshot, normalize_labels, smoothed_fraud_rate
 from features.online import FeatureStore, FeatureStoreTarget
 from features.spark_batch import add_features_spark
-from features.spark_columns import attach_merchant_risk, merchant_key_column
+from features.spark_columns import merchant_key_column
 from features.stateless import merchant_key
 from features.stream import remember_events, stream_features
 from fraudops.contract.messages import TRANSACTION_COLUMNS
@@ -196,10 +196,8 @@ def test_stream_merchant_features_equal_training_within_the_snapshot_validity(st
     np.testing.assert_array_equal(streamed[MERCHANT_FEATURES].to_numpy(), expected[MERCHANT_FEATURES].to_numpy())
 
 
-def test_attach_merchant_risk_keeps_column_order_and_merchant_key_twins_agree(spark, history):
-    sdf = spark.createDataFrame(history[RAW_COLUMNS]).withColumn("merchant_fraud_rate_30d", merchant_key_column())
-    attached = attach_merchant_risk(sdf, None)
-    assert attached.columns == sdf.columns + [c for c in MERCHANT_FEATURES if c != "merchant_fraud_rate_30d"]
+def test_the_merchant_key_twins_agree(spark, history):
+    sdf = spark.createDataFrame(history[RAW_COLUMNS])
     spark_keys = sdf.select("transaction_id", merchant_key_column().alias("key")).toPandas()
     pandas_keys = pd.Series(merchant_key(history).to_numpy(), index=history["transaction_id"])
     assert (

@@ -18,7 +18,6 @@ from features.merchant import (
     snapshot_merchant_features,
 )
 from features.spark_batch import add_features_spark
-from features.spark_columns import attach_merchant_risk
 from features.stateless import merchant_key
 from fraudops.contract.messages import TRANSACTION_COLUMNS
 from simulator.generator import generate_history
@@ -136,7 +135,7 @@ def test_the_streams_snapshot_from_postgresql_equals_training(settings, pg_conn,
     assert (trained["merchant_txn_count_30d"] > 0).mean() > 0.5 and trained["merchant_fraud_count_30d"].max() > 0
 
 
-def test_the_cache_broadcasts_a_snapshot_and_spark_attaches_the_same_values(spark, settings, pg_conn, schema):
+def test_the_cache_builds_the_snapshot_the_stream_reads(spark, settings, pg_conn, schema):
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
     past = generate_history(days=3, customers=20, fraud_ratio=0.05, seed=4,
                             start=(now - pd.Timedelta(days=3)).to_pydatetime())
@@ -147,6 +146,4 @@ def test_the_cache_broadcasts_a_snapshot_and_spark_attaches_the_same_values(spar
     assert snapshot.label_delay_us == DELAY.value // 1000 and snapshot.end_us - snapshot.start_us == 120_000_000
     probe = past[TRANSACTION_COLUMNS].head(30).assign(transaction_time=now + pd.Timedelta(seconds=30))
     expected = snapshot_merchant_features(probe, snapshot)
-    attached = attach_merchant_risk(spark.createDataFrame(probe), snapshot).toPandas()
-    np.testing.assert_array_equal(attached[MERCHANT_FEATURES].to_numpy("float64"), expected.to_numpy("float64"))
     assert expected["merchant_txn_count_1d"].max() > 0
