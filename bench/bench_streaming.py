@@ -5,7 +5,9 @@ PostgreSQL, Redis and the alerts topic. Needs the local stack (`make stack-up`).
 Reads:  the live simulator (simulator.generator), the MLflow registry (the run's model).
 Writes: its own topics, PostgreSQL schema, Redis and feature-store prefixes (removed
         afterwards), job logs under bench/results/logs/, the results (JSON) for bench.run.
-Run:    .venv/bin/python -m bench.bench_streaming [--rate-seconds 200] [--quick]
+Run:    .venv/bin/python -m bench.bench_streaming [--rate-seconds 200] [--quick] [--startup-only]
+        [--model-name NAME]   (--startup-only: phases 1 and 5 only, see run_startup; also
+        `python -m bench.run --only startup`)
 
 One job run, in this order (latency = Kafka record timestamp -> the PostgreSQL transaction that
 stored the row, per row, from ``transactions.ingested_at``; the job's own commit-time latency
@@ -188,6 +190,58 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
     return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
 
 
+def start_phases(log_text: str, after: int = 0) -> dict:
+    """The job's start-up milestones (``start-up: <name> at +<s>s`` lines) from ``after`` on."""
+    import re
+
+    found = {}
+    for match in re.finditer(r"start-up: (.+?) at \+([0-9.]+)s", log_text[after:]):
+        found.setdefault(re.sub(r" \(\d+\)", "", match.group(1)), float(match.group(2)))
+    return found
+
+
+def run_startup(settings, scratch: Path, customers: int = 20_000, between_messages: int = 50_000,
+                partitions: int = 4, trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+                timeout: float = 900, model=None) -> dict:
+    """Only phases 1 and 5 above: start (first row after start), ``between_messages`` stored
+    (so PostgreSQL holds what a restart reads, e.g. the merchant snapshot's 30 days), SIGKILL
+    + backlog + restart (first row after kill, exactly once). Each with the job's start-up
+    milestones (seconds since spark-submit) from its log."""
+    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
+    name = run_id()
+    ns = create_namespace(settings, name, partitions, scratch)
+    logs = RESULTS_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    stream = MessageStream(customers, expected=between_messages + WARMUP_MESSAGES + KILL_BACKLOG + 1_000)
+    result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
+              "between_messages": between_messages, "job_log": str(job.log_path)}
+    sampler = LoadSampler(interval=2.0)
+    try:
+        produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
+        result["load_at_start"] = machine_load()["load_1m"]
+        job.start()
+        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
+        wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+        result["start_phases"] = start_phases(job.log_tail(10**7))
+        done = WARMUP_MESSAGES
+        if between_messages:
+            produce(settings, ns.topic, stream.take(between_messages))
+            wait_for_rows(settings, ns, done + between_messages, job, timeout)
+            done += between_messages
+        log_size = len(job.log_tail(10**8))
+        result["load_at_kill"] = machine_load()["load_1m"]
+        result["kill"] = kill_and_restart(settings, ns, job, stream, done, timeout)
+        result["kill"]["start_phases"] = start_phases(job.log_tail(10**8), log_size)
+    except RuntimeError as exc:
+        result["error"] = str(exc)[:2000]
+    finally:
+        result["load_avg_during"] = sampler.stop()
+        result["exit_code"] = job.stop()
+        drop_namespace(settings, ns)
+    return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     import tempfile
 
@@ -198,13 +252,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--throughput-messages", type=int, default=200_000, help="size of the throughput phase")
     parser.add_argument("--rate-seconds", type=float, default=200.0, help="duration of each fixed-rate phase")
     parser.add_argument("--quick", action="store_true", help="small volumes (harness check)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the start and SIGKILL + restart phases (first row after each)")
+    parser.add_argument("--model-name", default=None,
+                        help="serve this registered model's Production version (default: train and register one)")
     args = parser.parse_args(argv)
+    settings = load_settings()
+    model = None
+    if args.model_name:
+        from types import SimpleNamespace
+
+        from fraudops.modeling.registry import configure_tracking, resolve_served_model
+
+        configure_tracking(settings)
+        served = resolve_served_model(f"models:/{args.model_name}/Production")
+        model = SimpleNamespace(name=args.model_name, version=served.version)
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as scratch:
-        if args.quick:
-            results = run(load_settings(), Path(scratch), 2_000, 10_000, rate_seconds=20.0, warmup_seconds=5.0)
+        if args.startup_only:
+            results = run_startup(settings, Path(scratch), model=model)
+        elif args.quick:
+            results = run(settings, Path(scratch), 2_000, 10_000, rate_seconds=20.0, warmup_seconds=5.0,
+                          model=model)
         else:
-            results = run(load_settings(), Path(scratch), args.customers, args.throughput_messages,
-                          rate_seconds=args.rate_seconds)
+            results = run(settings, Path(scratch), args.customers, args.throughput_messages,
+                          rate_seconds=args.rate_seconds, model=model)
     print(json.dumps(results, indent=2))
     return results
 

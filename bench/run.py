@@ -14,6 +14,8 @@ Parts (each is its own module, runnable alone):
              latency at 2,000 and 500 tx/s, single-row batches, SIGKILL + restart, peak memory
   portal     bench.portal_bench: analyst portal, queue/dashboard p95 at 1M transactions, 50 live clients
   shadow     bench.shadow_bench: the scoring pass with and without a challenger (target <= 1.3x)
+  startup    (only with --only) streaming's start and SIGKILL + restart phases alone, with the
+             job's start-up milestones (bench_streaming.run_startup)
 A part that fails is recorded with its error and the others still run. Timing goals are
 reported here, never asserted in tests.
 """
@@ -30,7 +32,8 @@ from pathlib import Path
 from bench import bench_report, shadow_bench
 from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
-PARTS = ("scoring", "stages", "streaming", "portal", "shadow")
+PARTS = ("scoring", "stages", "streaming", "portal", "shadow", "startup")
+DEFAULT_PARTS = PARTS[:-1]  # startup repeats streaming's start and SIGKILL phases alone
 
 
 def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
@@ -52,6 +55,9 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
         return stage_profile.run(settings, model=model)
     from bench import bench_streaming
 
+    if part == "startup":  # only the start and SIGKILL + restart phases of streaming
+        return bench_streaming.run_startup(settings, scratch, model=model,
+                                           **({"between_messages": 5_000} if quick else {}))
     if quick:
         return bench_streaming.run(settings, scratch, customers=2_000, throughput_messages=10_000, rate_seconds=20.0,
                                    warmup_seconds=5.0, model=model)
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(description="run the scoring job's benchmarks")
     parser.add_argument("--quick", action="store_true", help="small volumes: checks the harness, not the job")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
+    parser.add_argument("--only", default=",".join(DEFAULT_PARTS), help=f"comma-separated subset of {PARTS}")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))

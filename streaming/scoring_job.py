@@ -46,6 +46,26 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
 from fraudops.settings import Settings, load_settings
 
 log = logging.getLogger("streaming.scoring_job")
+
+
+def _process_start(pid: int) -> float | None:
+    """Epoch seconds when process ``pid`` started (Linux /proc), None elsewhere."""
+    try:
+        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+# spark-submit's JVM starts the driver's Python: its start time is the job's start
+_SUBMITTED_AT = _process_start(os.getppid()) or time.time()
+
+
+def phase(name: str) -> None:
+    """Log a start-up milestone with the seconds since spark-submit started (the start-up profile)."""
+    log.info("start-up: %s at +%.1fs", name, time.time() - _SUBMITTED_AT)
 # the scoring query's checkpoint folder; the former stateful query's "scoring" cannot be resumed
 SCORING_CHECKPOINT = "scoring-pass"
 
@@ -141,6 +161,7 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     model = ModelServer(options.model_uri or settings.model_uri, settings,
                         refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
     served = model.start()
+    phase("registry resolved")
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
     if mismatch := label_delay_mismatch(options.label_delay_seconds, served):
         log.warning(mismatch)
@@ -155,6 +176,7 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
         model.stop()
         scoring.stop()
         raise
+    phase("merchant snapshot read")
     listener = progress_listener(lambda: pg_connect(targets))
     spark.streams.addListener(listener)
 
@@ -163,7 +185,7 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
     checkpoints = options.checkpoint_dir
     queries = [
         kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
-        .foreachBatch(scoring).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))
+        .foreachBatch(_FirstBatchPhases(scoring)).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))
         .trigger(**trigger).start(),
     ]
     if options.with_labels:
@@ -173,7 +195,24 @@ def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
             .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
             .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
         )
+    phase("queries started")
     return RunningJob(spark, queries, listener, [model, merchant_risk, scoring])
+
+
+class _FirstBatchPhases:
+    """The scoring handler, logging the first micro-batch's start and end as start-up phases."""
+
+    def __init__(self, handler):
+        self.handler, self.first = handler, True
+
+    def __call__(self, batch_df, batch_id: int) -> None:
+        if not self.first:
+            return self.handler(batch_df, batch_id)
+        phase(f"first micro-batch ({batch_id}) called")
+        self.handler(batch_df, batch_id)
+        self.first = False
+        phase(f"first micro-batch ({batch_id}) committed")
+        return None
 
 
 def _auditor(targets):
@@ -295,6 +334,7 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    phase("driver Python running")
     settings = load_settings()
     options = parse_args(argv, settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -302,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = build_spark_session("fraud-scoring-job")
     spark.sparkContext.setLogLevel("WARN")
+    phase("Spark session ready")
     try:
         return supervise(spark, settings, options)
     finally:
