@@ -13,6 +13,10 @@ Writes: monitoring_metrics (source ``challenger``); metrics ``live_*`` on the ML
 
 Run:
     python -m monitoring.challenger compare [--model-name fraud-detector] [--pg-schema public]
+
+The same figures are shown by notebooks/05_champion_challenger.ipynb and the analyst portal's
+page /challenger (both call this module: :func:`live_comparison`, :func:`figure_table`,
+:func:`comparison_history`, :func:`label_shortfall`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pandas as pd
 
 SOURCE = "challenger"
 METRICS = ("average_precision", "auc_roc", "precision_at_volume", "recall_at_volume")
+MIN_LIVE_LABELS = 500  # labels before the live figures can decide (promote --live's default)
 
 
 @dataclass(frozen=True)
@@ -108,17 +113,96 @@ def live_rows(conn, champion_version: str, challenger_version: str) -> pd.DataFr
     return frame
 
 
-def current_pair(model_name: str, client=None) -> tuple[str, str]:
-    """(Production version, challenger version) of ``model_name``; LookupError when one is missing."""
+def current_versions(model_name: str, client=None) -> tuple[str | None, str | None]:
+    """(Production version, challenger version) of ``model_name``, None for a missing one (no
+    challenger without a champion)."""
     from fraudops.modeling.registry import production_version, resolve_challenger
 
     champion = production_version(model_name, client)
     if champion is None:
-        raise LookupError(f"{model_name} has no Production version")
+        return None, None
     challenger = resolve_challenger(model_name, str(champion.version), client)
+    return str(champion.version), (challenger.version if challenger is not None else None)
+
+
+def current_pair(model_name: str, client=None) -> tuple[str, str]:
+    """(Production version, challenger version) of ``model_name``; LookupError when one is missing."""
+    champion, challenger = current_versions(model_name, client)
+    if champion is None:
+        raise LookupError(f"{model_name} has no Production version")
     if challenger is None:
         raise LookupError(f"{model_name} has no challenger (a Staging version or the alias 'challenger')")
-    return str(champion.version), challenger.version
+    return champion, challenger
+
+
+def live_comparison(conn, model_name: str, champion_version: str, challenger_version: str) -> LiveComparison:
+    """The comparison of the two versions on the live labels of ``conn``'s schema (reads only)."""
+    figures = live_figures(live_rows(conn, champion_version, challenger_version))
+    return LiveComparison(model=model_name, champion_version=str(champion_version),
+                          challenger_version=str(challenger_version), **figures)
+
+
+def label_shortfall(comparison: LiveComparison, min_labels: int = MIN_LIVE_LABELS) -> str | None:
+    """Why the live figures cannot decide yet (too few labels, or no fraud among them); None when they can."""
+    if comparison.labels < min_labels or not comparison.positives:
+        return (f"{comparison.labels} live labels ({comparison.positives} fraud); "
+                f"needs at least {min_labels} with a fraud among them")
+    return None
+
+
+FIGURE_NAMES = {"average_precision": "average precision", "auc_roc": "AUC ROC",
+                "precision_at_volume": "precision at the champion's alert volume",
+                "recall_at_volume": "recall at the champion's alert volume"}
+
+
+def figure_table(comparison: LiveComparison) -> list[dict]:
+    """One row per figure: champion, challenger, difference (None when undefined) and the labels behind it."""
+    c = comparison
+    behind = {
+        "average_precision": f"{c.labels} labels, {c.positives} fraud",
+        "auc_roc": f"{c.labels} labels ({c.positives} fraud, {c.labels - c.positives} legitimate)",
+        "precision_at_volume": f"top {c.alert_volume} scores of {c.labels} labels",
+        "recall_at_volume": f"{c.positives} fraud, top {c.alert_volume} scores",
+    }
+    rows = []
+    for metric in METRICS:
+        champ, chall = c.champion[metric], c.challenger[metric]
+        rows.append({"metric": metric, "figure": FIGURE_NAMES[metric], "champion": champ, "challenger": chall,
+                     "difference": chall - champ if champ is not None and chall is not None else None,
+                     "behind": behind[metric]})
+    return rows
+
+
+HISTORY_SQL = """
+    SELECT recorded_at, labels->>'model' AS model, labels->>'champion_version' AS champion_version,
+           labels->>'challenger_version' AS challenger_version, metric_name, metric_value
+    FROM monitoring_metrics
+    WHERE source = %(source)s AND (%(model)s::text IS NULL OR labels->>'model' = %(model)s)
+      AND recorded_at IN (SELECT DISTINCT recorded_at FROM monitoring_metrics
+                          WHERE source = %(source)s AND metric_name = 'live_labels'
+                            AND (%(model)s::text IS NULL OR labels->>'model' = %(model)s)
+                          ORDER BY recorded_at DESC LIMIT %(limit)s)
+    ORDER BY recorded_at
+"""
+HISTORY_KEYS = ["recorded_at", "model", "champion_version", "challenger_version"]
+
+
+def comparison_history(conn, model_name: str | None = None, limit: int = 100) -> pd.DataFrame:
+    """The recorded comparisons (monitoring_metrics, source ``challenger``), oldest first, at most
+    the newest ``limit``: one row each with recorded_at, model, both versions and every figure
+    of :func:`record` as a column (live_labels, live_positives, champion_<metric>, ...)."""
+    from monitoring.storage import read_frame
+
+    rows = read_frame(conn, HISTORY_SQL, {"source": SOURCE, "model": model_name, "limit": int(limit)})
+    conn.rollback()
+    columns = ["live_labels", "live_positives", "alert_overlap_jaccard"] + \
+        [f"{who}_{m}" for who in ("champion", "challenger") for m in METRICS]
+    if rows.empty:
+        return pd.DataFrame(columns=HISTORY_KEYS + columns)
+    wide = (rows.groupby(HISTORY_KEYS + ["metric_name"], dropna=False)["metric_value"].first()
+            .unstack("metric_name").reindex(columns=columns).reset_index())
+    wide.columns.name = None
+    return wide.sort_values("recorded_at", ignore_index=True)
 
 
 def record(conn, comparison: LiveComparison) -> None:
@@ -168,9 +252,7 @@ def compare_live(settings=None, model_name: str | None = None, pg_schema: str = 
         champion_version, challenger_version = champion_version or champ, challenger_version or chall
     conn = connect_schema(settings, pg_schema)
     try:
-        figures = live_figures(live_rows(conn, champion_version, challenger_version))
-        comparison = LiveComparison(model=name, champion_version=str(champion_version),
-                                    challenger_version=str(challenger_version), **figures)
+        comparison = live_comparison(conn, name, champion_version, challenger_version)
         if write:
             record(conn, comparison)
     finally:

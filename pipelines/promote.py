@@ -206,9 +206,12 @@ def live_decision(comparison, min_live_labels: int, min_margin: float,
     the reasons, from a monitoring.challenger.LiveComparison. Pure."""
     if metric not in LIVE_METRICS:
         raise ValueError(f"live metric={metric!r} is not one of {LIVE_METRICS}")
+    from monitoring.challenger import label_shortfall
+
+    shortfall = label_shortfall(comparison, min_live_labels)
+    if shortfall:
+        return "wait", [shortfall]
     counts = f"{comparison.labels} live labels ({comparison.positives} fraud)"
-    if comparison.labels < min_live_labels or not comparison.positives:
-        return "wait", [f"{counts}; needs at least {min_live_labels} with a fraud among them"]
     chall, champ = comparison.challenger[metric], comparison.champion[metric]
     if chall is None or champ is None:
         return "wait", [f"{counts}; live {metric} undefined (challenger {chall}, champion {champ})"]

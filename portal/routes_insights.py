@@ -1,8 +1,9 @@
-"""Dashboard and models routes.
+"""Dashboard, models and champion-vs-challenger routes.
 
 Reads PostgreSQL through portal.dashboard, the registry through portal.registry_view (the
 dashboard uses the background snapshot; the models page asks MLflow, with the runs' metrics),
-and the promotion decisions in audit_log.
+the promotion decisions in audit_log, and the live comparison of champion and challenger
+through portal.challenger_view (monitoring.challenger's figures).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from portal import charts, queries
+from portal.challenger_view import ChallengerPanel, challenger_panel
 from portal.dashboard import dashboard_numbers
 from portal.registry_view import read_registry
 from portal.web import StrictJSONResponse, render, session_of, state
@@ -95,3 +97,33 @@ def models_page(request: Request) -> Response:
     with portal.pool.connection() as conn:
         decisions = queries.audit_events(conn, PROMOTION_EVENTS, limit=30)
     return render(request, "models.html", {"registry": registry, "decisions": decisions}, session=session)
+
+
+def _challenger_chart(panel: ChallengerPanel):
+    """Average precision of both over the recorded comparisons of the current pair (else all)."""
+    rows = [r for r in panel.history if (r["champion_version"], r["challenger_version"]) ==
+            (panel.champion_version, panel.challenger_version)] or panel.history
+    rows = sorted(rows, key=lambda r: r["recorded_at"])
+    return charts.line_chart(
+        {"champion AP": [(r["recorded_at"], r["champion_average_precision"]) for r in rows],
+         "challenger AP": [(r["recorded_at"], r["challenger_average_precision"]) for r in rows]},
+        "live average precision of the recorded comparisons")
+
+
+def _panel(request: Request) -> ChallengerPanel:
+    portal = state(request)
+    with portal.pool.connection() as conn:
+        return challenger_panel(portal.settings, conn)
+
+
+@router.get("/challenger")
+def challenger_page(request: Request) -> Response:
+    session = session_of(request)
+    panel = _panel(request)
+    return render(request, "challenger.html", {"panel": panel, "chart": _challenger_chart(panel)}, session=session)
+
+
+@router.get("/api/challenger")
+def challenger_json(request: Request) -> Response:
+    session_of(request)
+    return StrictJSONResponse(_panel(request).as_json())

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.challenger import LiveComparison, live_figures
+from monitoring.challenger import LiveComparison, figure_table, label_shortfall, live_figures
 from pipelines.promote import live_decision
 
 pytestmark = pytest.mark.unit
@@ -57,3 +57,23 @@ def test_live_decision():
     assert live_decision(comparison(100, 0.30, 0.90), 500, 0.05)[0] == "wait"
     with pytest.raises(ValueError, match="live metric"):
         live_decision(comparison(1000, 0.3, 0.4), 500, 0.0, metric="f1")
+
+
+def test_label_shortfall_names_the_counts_until_the_labels_can_decide():
+    assert label_shortfall(comparison(100, 0.3, 0.4), 500) == \
+        "100 live labels (10 fraud); needs at least 500 with a fraud among them"
+    assert label_shortfall(comparison(600, 0.3, 0.4), 500) is None
+    no_fraud = LiveComparison("m", "1", "2", 600, 0, 0, {}, {}, {})
+    assert "0 fraud" in label_shortfall(no_fraud, 500)
+
+
+def test_figure_table_has_each_figure_with_the_labels_behind_it():
+    live = LiveComparison("m", "1", "2", **live_figures(frame()))
+    rows = {row["metric"]: row for row in figure_table(live)}
+    assert list(rows) == ["average_precision", "auc_roc", "precision_at_volume", "recall_at_volume"]
+    assert rows["precision_at_volume"]["champion"] == 0.5 and rows["precision_at_volume"]["challenger"] == 1.0
+    assert rows["precision_at_volume"]["difference"] == 0.5
+    assert rows["auc_roc"]["behind"] == "8 labels (3 fraud, 5 legitimate)"
+    assert rows["precision_at_volume"]["behind"] == "top 2 scores of 8 labels"
+    undefined = figure_table(LiveComparison("m", "1", "2", **live_figures(frame().assign(label=0))))
+    assert undefined[0]["champion"] is None and undefined[0]["difference"] is None
