@@ -77,32 +77,98 @@ def as_utc(values: pd.Series) -> pd.Series:
     return values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
 
 
-def _csv_buffer(frame: pd.DataFrame) -> io.StringIO:
-    buffer = io.StringIO()
-    frame = frame.copy()
-    for name in frame.columns:
-        if pd.api.types.is_datetime64_any_dtype(frame[name]):
-            frame[name] = as_utc(frame[name])
-    # NULL is CSV's unquoted empty field (no data value is empty: the contract rejects empty
-    # strings), so a merchant called "\\N" stays a string
-    frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S.%f%z")
-    buffer.seek(0)
-    return buffer
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIALS = ("\\", "\t", "\n", "\r")
+
+
+def _text_column(values: pd.Series) -> list[str]:
+    """One column as COPY text-format fields (NULL as \\N), built a column at a time.
+
+    Timestamps are written in UTC with microseconds (naive ones are UTC), floats with Python's
+    shortest round-trip repr (NaN is NULL), booleans t/f, text escaped for the text format.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if values.dt.tz is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        utc = values.to_numpy("datetime64[us]")
+        out = np.char.add(np.datetime_as_string(utc, unit="us"), "+00").astype(object)
+        out[np.isnat(utc)] = _COPY_NULL
+        return out.tolist()
+    if values.dtype == np.bool_:
+        return np.where(values.to_numpy(bool), "t", "f").tolist()
+    if pd.api.types.is_integer_dtype(values) and not isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        return values.to_numpy().astype(str).tolist()
+    if pd.api.types.is_float_dtype(values) and not isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        numbers = values.to_numpy("float64")
+        out = [repr(v) for v in numbers.tolist()]  # as str(float): the shortest exact text
+        for i in np.flatnonzero(np.isnan(numbers)).tolist():
+            out[i] = _COPY_NULL
+        return out
+    raw = values.to_numpy(object)
+    null = pd.isna(raw)
+    out = [v if type(v) is str else _text_value(v) for v in raw.tolist()]
+    joined = "".join(out)  # a null is "" here
+    if any(special in joined for special in _SPECIALS):
+        out = [v.translate(_COPY_ESCAPES) for v in out]
+    for i in np.flatnonzero(null).tolist():
+        out[i] = _COPY_NULL
+    return out
+
+
+def _text_value(value) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""  # replaced by NULL by the caller
+    if isinstance(value, bool | np.bool_):
+        return "t" if value else "f"
+    if isinstance(value, pd.Timestamp | datetime):
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f+00")
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(value)
+
+
+def copy_text(frame: pd.DataFrame) -> bytes:
+    """``frame`` as the body of ``COPY .. FROM STDIN`` (text format), one line per row."""
+    columns = [_text_column(frame[name]) for name in frame.columns]
+    if not len(frame):
+        return b""
+    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode("utf-8")
 
 
 def copy_upsert(cur, table: str, frame: pd.DataFrame, columns: list[str], conflict: str) -> int:
-    """COPY ``frame[columns]`` into a temp copy of ``table``, then INSERT .. ON CONFLICT ``conflict``.
+    """Insert ``frame[columns]`` into ``table`` as ``INSERT .. ON CONFLICT`` ``conflict`` would.
+
+    The common case (no row there yet) is ONE COPY straight into ``table`` inside a savepoint;
+    when a row conflicts (a replayed micro-batch), the COPY is rolled back to the savepoint as a
+    whole and the rows go through a temporary table and ``INSERT .. ON CONFLICT`` instead. Both
+    end with the same rows in ``table``: a COPY that succeeds met no conflict.
 
     Returns the number of rows inserted now (0 for rows already there).
     """
     if frame.empty:
         return 0
+    from psycopg2 import errors
+
+    body = copy_text(frame[columns])
+    cols = ", ".join(columns)
+    cur.execute("SAVEPOINT copy_direct")
+    try:
+        cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN", io.BytesIO(body), size=_COPY_CHUNK)
+    except errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT copy_direct")
+    else:
+        return len(frame)  # the savepoint ends with the transaction: no round trip to release it
     temp = f"incoming_{table}"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-    cols = ", ".join(columns)
-    cur.copy_expert(f"COPY {temp} ({cols}) FROM STDIN WITH (FORMAT csv)", _csv_buffer(frame[columns]))
+    cur.copy_expert(f"COPY {temp} ({cols}) FROM STDIN", io.BytesIO(body), size=_COPY_CHUNK)
     cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT {conflict}")
     return cur.rowcount
+
+
+_COPY_CHUNK = 1 << 20
 
 
 def alert_rows(scored: pd.DataFrame, detection_time: datetime) -> pd.DataFrame:
