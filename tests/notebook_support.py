@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOK_NAMES = ["01_explore_history", "02_compare_models", "03_drift_analysis", "04_live_monitoring"]
+NOTEBOOK_NAMES = ["01_explore_history", "02_compare_models", "03_drift_analysis", "04_live_monitoring",
+                  "05_champion_challenger"]
 
 
 def parameters_cell_index(nb) -> int:

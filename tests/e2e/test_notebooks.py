@@ -7,8 +7,11 @@ Any cell error fails the test.
 
 Data made here, unique to this module: two train runs (pipelines.train) in their own
 experiment, the second registered under its own model name and promoted to Production; a
-PostgreSQL schema filled by the real scoring job (Kafka -> Spark -> sinks) with that model; and an
-empty, migrated schema (the monitoring notebooks must cope with empty tables).
+challenger (a small model trained on the streamed period, registered as version 2 of that name
+and staged); a PostgreSQL schema filled by the real scoring job (Kafka -> Spark -> sinks) with
+that champion and, in shadow, the challenger, then the labels of the streamed transactions through
+the job's labels query in two halves, with a recorded comparison (monitoring.challenger) after
+each; and an empty, migrated schema (the monitoring notebooks must cope with empty tables).
 """
 
 from __future__ import annotations
@@ -89,19 +92,34 @@ def figures(nb) -> int:
 @dataclass(frozen=True)
 class AnalysisData:
     experiment: str
-    model_name: str
+    model_name: str  # v1 Production (champion), v2 Staging (challenger)
     scored_schema: str
     scored_rows: int
     empty_schema: str
+    challenger_source: str  # a model with a Production version and no challenger
+    recorded_labels: tuple[int, ...]  # labels behind each recorded comparison, oldest first
+
+
+def streamed_rows():
+    return support.small_history(days=4, customers=80, seed=5).head(300)
+
+
+def label_messages(rows) -> list[tuple[bytes, bytes]]:
+    return [(r["transaction_id"].encode(), json.dumps({"transaction_id": r["transaction_id"], "source": "chargeback",
+                                                       "is_fraud": bool(r["is_fraud"])}).encode())
+            for r in rows.to_dict("records")]
 
 
 def fill_schema_with_the_job(spark, settings, conn, model_name: str, suffix: str, tmp_path: Path):
-    """Score a small history (plus two unparseable messages) with the real job; returns (namespace, rows)."""
+    """Score a small history (plus two unparseable messages) with the real job (champion and, in
+    shadow, the challenger), then feed its labels in two halves, recording the live comparison
+    after each; returns (namespace, rows, labels behind each recorded comparison)."""
     from fraudops.contract.messages import serialize_message
+    from monitoring.challenger import compare_live
     from streaming.scoring_job import JobOptions, start_queries
 
     ns = support.make_namespace(conn, settings, f"nb{suffix}", tmp_path)
-    rows = support.small_history(days=4, customers=80, seed=5).head(300)
+    rows = streamed_rows()
     messages = [(r["user_id"].encode(), serialize_message(r)) for r in rows.to_dict("records")]
     support.produce(settings, ns.topic, messages + [(b"USER_X", b"not json"), (b"USER_X", b"[1, 2]")])
     options = JobOptions(checkpoint_dir=ns.checkpoint_dir, trigger_seconds=0.5, pg_schema=ns.pg_schema,
@@ -109,18 +127,29 @@ def fill_schema_with_the_job(spark, settings, conn, model_name: str, suffix: str
                          alerts_topic=ns.alerts_topic, model_uri=f"models:/{model_name}/Production",
                          query_prefix=ns.pg_schema + "_")
     job = start_queries(spark, settings, options)
+    recorded = []
     try:
         job.process_all_available()
+        for half in (rows.iloc[:150], rows.iloc[150:]):
+            support.produce(settings, ns.labels_topic, label_messages(half))
+            job.process_all_available()
+            recorded.append(compare_live(settings, model_name, ns.pg_schema).labels)
     finally:
         job.stop()
     assert not job.failures(), [q.exception() for q in job.failures()]
-    return ns, support.count(conn, ns, "transactions")
+    return ns, support.count(conn, ns, "transactions"), tuple(recorded)
 
 
 @pytest.fixture(scope="module")
 def analysis_data(settings, spark, tmp_path_factory):
     from fraudops.db import apply_migrations, connect
-    from fraudops.modeling.registry import promote_to_production, registry_client
+    from fraudops.modeling.registry import (
+        get_version,
+        promote_to_production,
+        promote_to_staging,
+        register_model_version,
+        registry_client,
+    )
     from pipelines.train import prepare_data, train_model
 
     suffix = uuid.uuid4().hex[:10]
@@ -130,14 +159,20 @@ def analysis_data(settings, spark, tmp_path_factory):
     trained = train_model("hist_gradient_boosting", params={"max_iter": 25}, register=True, model_name=model_name,
                           experiment_name=experiment, prepared=prepared, settings=settings)
     promote_to_production(model_name, trained.version, registry_client(settings))
+    # the challenger: trained on the streamed period (its own model name), staged as version 2
+    challenger_source = f"fraud-detector-nb-challenger-{suffix}"
+    support.train_and_register(settings, challenger_source, streamed_rows(), seed=1)
+    built = get_version(challenger_source, "1", registry_client(settings))
+    staged = register_model_version(built.source, model_name, built.tags, run_id=built.run_id)
+    promote_to_staging(model_name, staged.version, registry_client(settings))
 
     conn = connect(settings)
     empty_schema = f"s_nbempty{suffix}"
     apply_migrations(conn, empty_schema)
-    ns, scored = fill_schema_with_the_job(spark, settings, conn, model_name, suffix,
-                                          tmp_path_factory.mktemp("notebook-stream"))
+    ns, scored, recorded = fill_schema_with_the_job(spark, settings, conn, model_name, suffix,
+                                                    tmp_path_factory.mktemp("notebook-stream"))
     try:
-        yield AnalysisData(experiment, model_name, ns.pg_schema, scored, empty_schema)
+        yield AnalysisData(experiment, model_name, ns.pg_schema, scored, empty_schema, challenger_source, recorded)
     finally:
         support.drop_namespace(conn, ns)
         with conn, conn.cursor() as cur:
@@ -201,3 +236,42 @@ def test_04_live_monitoring_on_empty_tables(analysis_data, tmp_path):
     nb = execute_notebook("04_live_monitoring", {"pg_schema": analysis_data.empty_schema}, tmp_path)
     text = output_text(nb)
     assert "0 bucket(s)" in text and "no transactions scored" in text
+
+
+@pytest.mark.e2e
+def test_05_champion_challenger_of_the_scored_stream(settings, analysis_data, tmp_path):
+    from monitoring.challenger import figure_table, live_comparison
+    from monitoring.storage import connect_schema
+
+    data = analysis_data
+    conn = connect_schema(settings, data.scored_schema)
+    try:  # what the product function says about the same rows
+        expected = live_comparison(conn, data.model_name, "1", "2")
+    finally:
+        conn.close()
+    assert expected.labels == data.scored_rows == data.recorded_labels[-1] and expected.positives > 0
+    nb = execute_notebook("05_champion_challenger", {"pg_schema": data.scored_schema, "model_name": data.model_name,
+                                                     "min_labels": 100}, tmp_path)
+    text = output_text(nb)
+    assert f"model {data.model_name}: champion (Production) v1, challenger v2" in text
+    assert (f"champion v1 vs challenger v2 on {expected.labels:,} labelled transaction(s) "
+            f"({expected.positives:,} fraud); the champion alerted on {expected.alert_volume:,} of them") in text
+    assert "enough labels to decide" in text and "not enough labels" not in text
+    table = text.split("enough labels to decide", 1)[1]
+    for row in figure_table(expected):  # every figure of both models, with the labels behind it
+        line = next(line for line in table.splitlines() if line.startswith(row["figure"]))
+        for value in (row["champion"], row["challenger"], row["difference"]):
+            assert (f"{value:,.4f}" if value is not None else "NaN") in line, (row, line)
+        assert row["behind"] in line
+    # the history: the two comparisons recorded as the labels arrived
+    assert f"{len(data.recorded_labels)} recorded comparison(s) of {data.model_name}" in text
+    assert figures(nb) >= 2
+
+
+@pytest.mark.e2e
+def test_05_champion_challenger_without_a_challenger(analysis_data, tmp_path):
+    nb = execute_notebook("05_champion_challenger", {"pg_schema": analysis_data.empty_schema,
+                                                     "model_name": analysis_data.challenger_source}, tmp_path)
+    text = output_text(nb)
+    assert "challenger none" in text and "no challenger to compare" in text
+    assert "0 recorded comparison(s)" in text and "no comparison recorded yet" in text
