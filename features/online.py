@@ -40,7 +40,11 @@ from features.definition import SEEN_HORIZON_SECONDS
 from features.stateless import MICROS_PER_SECOND
 from features.user_state import SEEN_KINDS, USER_FEATURES, event_arrays, window_features
 
-FIELD_SEPARATOR = "\x1f"  # never inside a field: the message contract rejects control characters
+FIELD_SEPARATOR = "\x1f"
+# A FIELD_SEPARATOR inside a text field (the contract accepts it) is stored as NUL, which the
+# contract rejects in every string field (bad_characters): members always hold exactly
+# len(_FIELDS) fields, and decoding maps NUL back. Members written before are unchanged.
+_SEPARATOR_IN_TEXT = "\x00"
 _FIELDS = ("time_us", "transaction_id", "amount", "country", "merchant", "device")
 _HORIZON_US = SEEN_HORIZON_SECONDS * MICROS_PER_SECOND
 RETENTION_SECONDS = SEEN_HORIZON_SECONDS + 86_400
@@ -63,16 +67,20 @@ class FeatureStoreTarget:
                            socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
 
 
+def _stored_text(value) -> str:
+    return str(value).replace(FIELD_SEPARATOR, _SEPARATOR_IN_TEXT)
+
+
 def encode_members(arrays: dict[str, np.ndarray]) -> list[str]:
     """One sorted-set member per event: its fields joined by FIELD_SEPARATOR (device '' if missing)."""
     device = ["" if d is None else str(d) for d in arrays["device"]]
-    return [
-        FIELD_SEPARATOR.join((str(t), str(tid), repr(float(a)), str(c), str(m), d))
-        for t, tid, a, c, m, d in zip(
-            arrays["time_us"].tolist(), arrays["transaction_id"], arrays["amount"].tolist(),
-            arrays["country"], arrays["merchant"], device, strict=True,
-        )
-    ]
+    rows = zip(arrays["time_us"].tolist(), arrays["transaction_id"], arrays["amount"].tolist(),
+               arrays["country"], arrays["merchant"], device, strict=True)
+    text = (arrays["transaction_id"], arrays["country"], arrays["merchant"], device)
+    if any(FIELD_SEPARATOR in "".join(map(str, values)) for values in text):  # rare
+        return [FIELD_SEPARATOR.join((str(t), _stored_text(tid), repr(float(a)), _stored_text(c), _stored_text(m),
+                                      _stored_text(d))) for t, tid, a, c, m, d in rows]
+    return [FIELD_SEPARATOR.join((str(t), str(tid), repr(float(a)), str(c), str(m), d)) for t, tid, a, c, m, d in rows]
 
 
 def decode_fields(joined: list[str], count: int) -> dict[str, np.ndarray]:
@@ -85,6 +93,8 @@ def decode_fields(joined: list[str], count: int) -> dict[str, np.ndarray]:
     n = len(_FIELDS)
     if len(fields) != n * count:
         raise ValueError("feature store member with a wrong number of fields")
+    if any(_SEPARATOR_IN_TEXT in text for text in joined):
+        fields = [f.replace(_SEPARATOR_IN_TEXT, FIELD_SEPARATOR) for f in fields]
     device = np.array(fields[5::n], dtype=object)
     device[device == ""] = None
     return {
@@ -97,56 +107,129 @@ def decode_fields(joined: list[str], count: int) -> dict[str, np.ndarray]:
     }
 
 
-# One reply per user instead of one per event: the members in range, joined by FIELD_SEPARATOR
-# on the server (members hold exactly len(_FIELDS) fields, so the fields come back flat).
-_RANGE_JOINED_LUA = """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
-return table.concat(members, ARGV[3])
+# ONE script call per batch for all of its users (redis-py packs and parses each command in
+# Python: one call per user cost more than the reads themselves). KEYS = the users' sets,
+# ARGV = separator, then (low, high) per key. Reply: {counts of members per key joined by ",",
+# every member in range joined by the separator} (members hold exactly len(_FIELDS) fields,
+# so the fields come back flat).
+_READ_LUA = """
+local sep = ARGV[1]
+local counts, members = {}, {}
+for k = 1, #KEYS do
+  local got = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[2 * k], ARGV[2 * k + 1])
+  counts[k] = #got
+  for j = 1, #got do members[#members + 1] = got[j] end
+end
+return {table.concat(counts, ','), table.concat(members, sep)}
 """
+
+# ONE script call per batch that writes every user's events: KEYS = the users' sets, ARGV =
+# TTL seconds, then per key: n, the exclusive lower bound of what is kept, n (score, member)
+# pairs. ZADD of an existing member changes nothing (idempotent); older events go; TTL refreshed.
+_WRITE_LUA = """
+local ttl = ARGV[1]
+local i = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  local keep_from = ARGV[i + 1]
+  i = i + 2
+  local j = 0
+  while j < n do
+    local chunk = {}
+    local last = math.min(n, j + 1000)
+    for m = j, last - 1 do
+      chunk[#chunk + 1] = ARGV[i + 2 * m]
+      chunk[#chunk + 1] = ARGV[i + 2 * m + 1]
+    end
+    redis.call('ZADD', KEYS[k], unpack(chunk))
+    j = last
+  end
+  i = i + 2 * n
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', keep_from)
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+return #KEYS
+"""
+_KEYS_PER_CALL = 5_000  # bounds how long one script holds the server
+
+
+def _resp_command(args: list) -> bytes:
+    """One Redis command in RESP, packed at once (redis-py's packer copies its buffer per
+    argument: thousands of arguments cost it milliseconds)."""
+    encoded = [a.encode("utf-8") if type(a) is str else str(a).encode("ascii") for a in args]
+    return b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in encoded)
 
 
 class FeatureStore:
-    """The per-user event sets in one Redis database, read and written with pipelines."""
+    """The per-user event sets in one Redis database, read and written by one script call each."""
 
     def __init__(self, client, prefix: str = ""):
         self.client = client
         self.prefix = prefix
-        self._range_joined = client.register_script(_RANGE_JOINED_LUA)
+        self._read = client.register_script(_READ_LUA)
+        self._write = client.register_script(_WRITE_LUA)
 
     def user_key(self, user_id: str) -> str:
         return f"{self.prefix}fs:user:{user_id}"
+
+    def _run(self, script, keys: list[str], args: list):
+        """EVALSHA of ``script``, the command packed here and sent on a pooled connection; on a
+        missing script or a connection problem, redis-py's own call (loads the script, retries).
+        Both scripts are safe to run twice (a read; idempotent writes)."""
+        import redis
+
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([_resp_command(["EVALSHA", script.sha, len(keys), *keys, *args])])
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            pass
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            conn.disconnect()
+        finally:
+            pool.release(conn)
+        return script(keys=keys, args=args)
 
     def history(self, users: np.ndarray, low_us: np.ndarray, high_us: np.ndarray) -> tuple[np.ndarray, dict]:
         """Stored events of ``users[i]`` with time in [low_us[i], high_us[i]], one round trip.
 
         Returns (index into ``users`` of each event, decoded event arrays).
         """
-        pipe = self.client.pipeline(transaction=False)
-        for user, low, high in zip(users, low_us.tolist(), high_us.tolist(), strict=True):
-            self._range_joined(keys=[self.user_key(user)], args=[low, high, FIELD_SEPARATOR], client=pipe)
-        replies = pipe.execute()
-        n_fields = len(_FIELDS)
-        counts = np.array([(r.count(FIELD_SEPARATOR) + 1) // n_fields if r else 0 for r in replies], "int64")
-        owner = np.repeat(np.arange(len(users)), counts)
-        return owner, decode_fields([r for r in replies if r], int(counts.sum()))
+        counts, joined = [], []
+        lows, highs = low_us.tolist(), high_us.tolist()
+        for first in range(0, len(users), _KEYS_PER_CALL):
+            last = min(len(users), first + _KEYS_PER_CALL)
+            bounds = [str(v) for pair in zip(lows[first:last], highs[first:last], strict=True) for v in pair]
+            reply = self._run(self._read, [self.user_key(u) for u in users[first:last]], [FIELD_SEPARATOR, *bounds])
+            counts.append(np.array(reply[0].split(","), dtype="int64") if reply[0] else np.zeros(0, "int64"))
+            if reply[1]:
+                joined.append(reply[1])
+        count = np.concatenate(counts) if counts else np.zeros(0, "int64")
+        owner = np.repeat(np.arange(len(users)), count)
+        return owner, decode_fields(joined, int(count.sum()))
 
     def append(self, users: np.ndarray, user_of_event: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         """Add events (idempotent: one member per event), drop expired ones, refresh each TTL."""
         members = encode_members(arrays)
+        times = arrays["time_us"].astype("int64")
         newest = np.full(len(users), np.iinfo(np.int64).min, dtype="int64")
-        np.maximum.at(newest, user_of_event, arrays["time_us"])
+        np.maximum.at(newest, user_of_event, times)
         order = np.argsort(user_of_event, kind="stable")
-        bounds = np.searchsorted(user_of_event[order], np.arange(len(users) + 1))
-        pipe = self.client.pipeline(transaction=False)
-        for code, user in enumerate(users):
-            rows = order[bounds[code] : bounds[code + 1]]
-            if len(rows) == 0:
-                continue
-            key = self.user_key(user)
-            pipe.zadd(key, {members[r]: int(arrays["time_us"][r]) for r in rows})
-            pipe.zremrangebyscore(key, "-inf", f"({int(newest[code]) - _RETENTION_US}")
-            pipe.expire(key, RETENTION_SECONDS)
-        pipe.execute()
+        bounds = np.searchsorted(user_of_event[order], np.arange(len(users) + 1)).tolist()
+        scores = times.astype(str).tolist()
+        keep_from = [f"({v}" for v in (newest - _RETENTION_US).tolist()]
+        order = order.tolist()
+        present = [code for code in range(len(users)) if bounds[code + 1] > bounds[code]]
+        for first in range(0, len(present), _KEYS_PER_CALL):
+            codes = present[first:first + _KEYS_PER_CALL]
+            args: list = [RETENTION_SECONDS]
+            for code in codes:
+                rows = order[bounds[code]:bounds[code + 1]]
+                args += (len(rows), keep_from[code])
+                for r in rows:
+                    args += (scores[r], members[r])
+            self._run(self._write, [self.user_key(users[c]) for c in codes], args)
 
 
 def _user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
