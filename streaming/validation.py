@@ -8,6 +8,7 @@ to a bound and their topic/partition/offset for the quarantine table. Nothing is
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from fraudops.contract.messages import REJECT_REASON_COLUMN, validate_messages_frame
@@ -28,14 +29,14 @@ def validate_kafka_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
     reason, the raw value cut to a bound and their topic/partition/offset.
     """
     chunk = chunk.reset_index(drop=True)
-    parsed = validate_messages_frame(chunk["value"].tolist())
+    values = chunk["value"].tolist()
+    parsed = validate_messages_frame(values)
     rejected = parsed[REJECT_REASON_COLUMN].notna().to_numpy()
     parsed["kafka_topic"] = chunk["topic"].to_numpy()
     parsed["kafka_partition"] = chunk["partition"].astype("int32").to_numpy()
     parsed["kafka_offset"] = chunk["offset"].astype("int64").to_numpy()
     parsed["produced_at"] = pd.to_datetime(chunk["timestamp"], utc=True)
-    sizes = chunk["value"].map(lambda v: 0 if v is None else len(v))
-    parsed["raw_size_bytes"] = sizes.astype("int32").to_numpy()
+    parsed["raw_size_bytes"] = np.array([0 if v is None else len(v) for v in values], dtype="int32")
     raw = pd.Series([None] * len(chunk), dtype="object")
     if rejected.any():
         raw[rejected] = chunk["value"][rejected].map(_raw_text).to_numpy()
