@@ -176,6 +176,10 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
         driver.get(site.base_url + "/models")
         assert text_of(driver, "production") == "v1"  # the test's model (MODEL_NAME)
         driver.save_screenshot(str(shots / "6_models.png"))
+        submit_and_wait(driver, By.ID, "challenger-link")  # the test's model has no challenger
+        assert text_of(driver, "champion-version") == "v1" and text_of(driver, "challenger-version") == "none"
+        assert text_of(driver, "challenger-state").startswith("no challenger")
+        driver.save_screenshot(str(shots / "6_models_challenger.png"))
         driver.get(site.base_url + "/dashboard")
         assert_eventually(lambda: driver.find_element(By.ID, "production-version").text == "v1", timeout=60,
                           interval=1.0, message="dashboard shows the Production version (background refresh)")
@@ -190,7 +194,7 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
         support.drop_namespace(pg_conn, ns)
     assert sorted(p.name for p in shots.iterdir()) == [
         "1_queue.png", "2_queue_live_alert.png", "3_alert_detail.png", "4_alert_confirmed.png", "5_dashboard.png",
-        "6_models.png", "7_viewer_review_403.png", "8_login_throttled.png"]
+        "6_models.png", "6_models_challenger.png", "7_viewer_review_403.png", "8_login_throttled.png"]
 
 
 def stop_job_group(job) -> None:
