@@ -237,14 +237,14 @@ class JobProcess:
     def build(cls, ns: BenchNamespace, model_name: str, log_path: Path, trigger_seconds: float = 1.0,
               max_offsets_per_trigger: int = 50_000, driver_memory: str = "3g",
               shuffle_partitions: int = 4) -> JobProcess:
-        from fraudops.spark_session import spark_kafka_jars
+        from fraudops.spark_session import driver_java_options, spark_kafka_jars
 
         jars = spark_kafka_jars()
         if not jars:
             raise RuntimeError("Spark Kafka connector jars missing: run `make setup`")
         ui_port = free_port()
         argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
-                "--driver-memory", driver_memory, "--conf", f"spark.sql.shuffle.partitions={shuffle_partitions}",
+                *driver_java_options(), "--driver-memory", driver_memory, "--conf", f"spark.sql.shuffle.partitions={shuffle_partitions}",
                 "--conf", f"spark.ui.port={ui_port}", "--jars", ",".join(jars),
                 str(ROOT / "streaming" / "scoring_job.py"), *ns.job_flags(),
                 "--model-uri", f"models:/{model_name}/Production", "--trigger-seconds", str(trigger_seconds),

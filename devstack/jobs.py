@@ -4,21 +4,38 @@
     python -m devstack.jobs stop streaming
     python -m devstack.jobs status streaming
 
-`make stack-down` stops them too (by PID).
+`make stack-down` stops them too (by PID). A spark-submit command starts its driver JVM from the
+class-data archive (devstack.spark_cds, built on the first start; ~2-4 s sooner to the first row).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from devstack.paths import stack_paths
 from devstack.processes import is_alive, read_pid, spawn, terminate
+from fraudops.spark_session import cds_archive_path
 
 JOB_NAMES = ("streaming", "producer", "portal")
 
 
+def with_class_data(argv: list[str]) -> list[str]:
+    """``argv`` with the driver's class-data archive when it runs spark-submit (built if missing)."""
+    if not argv or not Path(argv[0]).name.startswith("spark-submit") or "--driver-java-options" in argv:
+        return argv
+    from devstack.spark_cds import build_archive
+    from fraudops.spark_session import driver_java_options
+
+    if not cds_archive_path().is_file():
+        print("building the driver JVM's class-data archive once (~1 min): python -m devstack.spark_cds")
+        build_archive()
+    return [argv[0], *driver_java_options(), *argv[1:]]
+
+
 def start_job(name: str, argv: list[str]) -> int:
+    argv = with_class_data(argv)
     paths = stack_paths()
     pid = read_pid(paths, name)
     if pid is not None and is_alive(pid):

@@ -86,15 +86,39 @@ class MerchantRiskCache:
         self.current = None
         self._previous = None
         self._stop = threading.Event()
+        self._first = threading.Event()  # set when the first read ended (well or not)
+        self._first_error: Exception | None = None
 
-    def start(self) -> None:
-        self.refresh()
-        threading.Thread(target=self._loop, name="merchant-risk-refresh", daemon=True).start()
+    def start(self, wait: bool = True) -> None:
+        """Take the first snapshot (raises if it cannot), then refresh in a background thread.
+
+        ``wait=False``: the thread takes the first snapshot too, so the caller goes on (the
+        job starts its queries meanwhile); :meth:`await_first` before anything reads
+        :attr:`current`."""
+        if wait:
+            self.refresh()
+            self._first.set()
+        threading.Thread(target=self._loop, args=(not wait,), name="merchant-risk-refresh", daemon=True).start()
+
+    def await_first(self, timeout: float | None = None) -> None:
+        """Wait for the first snapshot; raises when its read failed or ``timeout`` passed."""
+        if not self._first.wait(timeout):
+            raise TimeoutError(f"no merchant risk snapshot within {timeout}s")
+        if self.current is None and self._first_error is not None:
+            raise RuntimeError(f"could not read the merchant risk snapshot: {self._first_error}") from self._first_error
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _loop(self) -> None:
+    def _loop(self, first_now: bool = False) -> None:
+        if first_now:
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - reported to await_first; retried below
+                self._first_error = exc
+                log.warning("merchant risk snapshot could not be read (%s); retrying in %ss", exc, self.refresh_seconds)
+            finally:
+                self._first.set()
         while not self._stop.wait(self.refresh_seconds):
             try:
                 self.refresh()

@@ -148,67 +148,135 @@ class RunningJob:
         return [q for q in self.queries if not q.isActive and q.exception()]
 
 
-def start_queries(spark, settings: Settings, options: JobOptions) -> RunningJob:
-    """Start the scoring and (optionally) labels queries."""
+# the Python daemon of the job's executors: imports and the served model before it forks workers
+WORKER_DAEMON = "streaming.worker_daemon"
+FIRST_SNAPSHOT_TIMEOUT_SECONDS = 600.0
+
+
+def model_server(settings: Settings, options: JobOptions):
+    from streaming.model_server import ModelServer
+
+    return ModelServer(options.model_uri or settings.model_uri, settings,
+                       refresh_seconds=options.model_refresh_seconds,
+                       audit=_auditor(sink_targets(settings, options)))
+
+
+class EarlyStart:
+    """The driver's start-up work that needs no Spark, run in a thread while the Spark session
+    starts (the JVM works in its own process meanwhile): the job's imports (pandas, MLflow,
+    the sinks) and the registry's answer for MODEL_URI (:class:`ModelServer` started)."""
+
+    def __init__(self, settings: Settings, options: JobOptions):
+        self.settings, self.options = settings, options
+        self._model = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="early-start", daemon=True)
+
+    def begin(self) -> EarlyStart:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:  # the job's imports now, while the JVM starts the Spark session
+            import streaming.batch_handlers
+            import streaming.merchant_risk
+            import streaming.metrics  # noqa: F401
+
+            model = model_server(self.settings, self.options)
+            model.start()
+            self._model = model
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread by model_server()
+            self._error = exc
+
+    def model_server(self):
+        """The started ModelServer; raises what the early start raised (ModelUnavailableError...)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._model
+
+
+def start_queries(spark, settings: Settings, options: JobOptions, model=None) -> RunningJob:
+    """Start the scoring and (optionally) labels queries. ``model``: a ModelServer already
+    started (see :class:`EarlyStart`); None: resolve MODEL_URI now."""
     from fraudops.modeling.registry import label_delay_mismatch
     from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter
     from streaming.merchant_risk import MerchantRiskCache
     from streaming.metrics import progress_listener
-    from streaming.model_server import ModelServer
     from streaming.sinks import pg_connect
 
     targets = sink_targets(settings, options)
-    model = ModelServer(options.model_uri or settings.model_uri, settings,
-                        refresh_seconds=options.model_refresh_seconds, audit=_auditor(targets))
-    served = model.start()
+    if model is None:
+        model = model_server(settings, options)
+        model.start()
+    served = model.served
     phase("registry resolved")
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
     if mismatch := label_delay_mismatch(options.label_delay_seconds, served):
         log.warning(mismatch)
+    _preload_in_workers(spark, served.model_uri, settings.mlflow_tracking_uri)
     merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds,
                                       label_delay=options.label_delay_seconds)
     scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
                                  settings.mlflow_tracking_uri, tasks=options.scoring_tasks, spark=spark)
-    scoring.keep_warm()  # a Python worker starts and loads the model while the rest starts
-    try:
-        merchant_risk.start()  # raises while PostgreSQL is down: the supervisor retries the start
-    except Exception:
-        model.stop()
-        scoring.stop()
-        raise
-    phase("merchant snapshot read")
+    scoring.keep_warm()  # the Python daemon starts (imports, model) and a worker opens its connections
+    # the first snapshot is read while the queries start; the first micro-batch waits for it (a
+    # failed read fails that batch: the supervisor restarts from the checkpoints, PostgreSQL down)
+    merchant_risk.start(wait=False)
     listener = progress_listener(lambda: pg_connect(targets))
     spark.streams.addListener(listener)
 
     topic = options.topic or settings.kafka_topic
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir
-    queries = [
-        kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
-        .foreachBatch(_FirstBatchPhases(scoring)).option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT))
-        .trigger(**trigger).start(),
-    ]
-    if options.with_labels:
-        labels_topic = options.labels_topic or settings.kafka_labels_topic
+    queries = []
+    try:
         queries.append(
-            kafka_stream(spark, settings, labels_topic, options).select("value", "topic", "partition", "offset", "timestamp")
-            .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
-            .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
-        )
+            kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
+            .foreachBatch(_FirstBatch(scoring, merchant_risk))
+            .option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT)).trigger(**trigger).start())
+        if options.with_labels:
+            labels_topic = options.labels_topic or settings.kafka_labels_topic
+            queries.append(
+                kafka_stream(spark, settings, labels_topic, options).select("value", "topic", "partition", "offset", "timestamp")
+                .writeStream.queryName(f"{options.query_prefix}labels").foreachBatch(LabelsBatchWriter(targets))
+                .option("checkpointLocation", str(checkpoints / "labels")).trigger(**trigger).start()
+            )
+    except Exception:
+        RunningJob(spark, queries, listener, [model, merchant_risk, scoring]).stop()
+        raise
     phase("queries started")
     return RunningJob(spark, queries, listener, [model, merchant_risk, scoring])
 
 
-class _FirstBatchPhases:
-    """The scoring handler, logging the first micro-batch's start and end as start-up phases."""
+def _preload_in_workers(spark, model_uri: str, tracking_uri: str) -> bool:
+    """Name the served version to the job's Python daemon (streaming.worker_daemon), which loads
+    it before forking workers. Only when the session runs that daemon (returns whether it
+    does), and only once: the daemon is chosen by the workers' environment, so a changed value
+    would start another."""
+    context = spark.sparkContext
+    if context.getConf().get("spark.python.daemon.module", "") != WORKER_DAEMON:
+        return False
+    from streaming.worker_daemon import PRELOAD_MODEL_ENV, PRELOAD_TRACKING_ENV
 
-    def __init__(self, handler):
-        self.handler, self.first = handler, True
+    context.environment.setdefault(PRELOAD_MODEL_ENV, model_uri)
+    context.environment.setdefault(PRELOAD_TRACKING_ENV, tracking_uri)
+    return True
+
+
+class _FirstBatch:
+    """The scoring handler; before the first micro-batch, waits for the first merchant snapshot
+    (read while the queries started) and logs the first batch's start and end as start-up phases."""
+
+    def __init__(self, handler, merchant_risk):
+        self.handler, self.merchant_risk, self.first = handler, merchant_risk, True
 
     def __call__(self, batch_df, batch_id: int) -> None:
         if not self.first:
             return self.handler(batch_df, batch_id)
         phase(f"first micro-batch ({batch_id}) called")
+        self.merchant_risk.await_first(FIRST_SNAPSHOT_TIMEOUT_SECONDS)
+        phase("merchant snapshot read")
         self.handler(batch_df, batch_id)
         self.first = False
         phase(f"first micro-batch ({batch_id}) committed")
@@ -286,7 +354,8 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20) -> int:
+def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20,
+              early: EarlyStart | None = None) -> int:
     """Run the queries; when one fails (e.g. a sink is down), stop all and restart them from
     their checkpoints with a growing pause. SIGTERM/SIGINT stop them cleanly."""
     from streaming.model_server import ModelUnavailableError
@@ -308,7 +377,8 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
         if stopping["flag"]:
             return 0
         try:
-            job = start_queries(spark, settings, options)
+            model = early.model_server() if early is not None and attempt == 0 else None
+            job = start_queries(spark, settings, options, model=model)
         except ModelUnavailableError as exc:
             log.error("%s", exc)
             return 2
@@ -338,13 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     options = parse_args(argv, settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    early = EarlyStart(settings, options).begin()  # imports and the registry while the JVM works
     from fraudops.spark_session import build_spark_session
 
-    spark = build_spark_session("fraud-scoring-job")
+    spark = build_spark_session("fraud-scoring-job", python_daemon_module=WORKER_DAEMON)
     spark.sparkContext.setLogLevel("WARN")
     phase("Spark session ready")
     try:
-        return supervise(spark, settings, options)
+        return supervise(spark, settings, options, early=early)
     finally:
         spark.stop()
 

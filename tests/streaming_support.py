@@ -150,11 +150,11 @@ def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None
                  ) -> subprocess.Popen:
     """Start streaming/scoring_job.py with spark-submit in its own process group (like users do).
     ``master_args`` replace ``--master local[2]`` (e.g. devstack.cluster.spark_submit_args)."""
-    from fraudops.spark_session import local_job_env, spark_kafka_jars
+    from fraudops.spark_session import driver_java_options, local_job_env, spark_kafka_jars
 
     jars = spark_kafka_jars()
     assert jars, "Spark Kafka connector jars missing: run `make setup`"
-    argv = [str(Path(sys.executable).parent / "spark-submit"), *master_args,
+    argv = [str(Path(sys.executable).parent / "spark-submit"), *master_args, *driver_java_options(),
             "--conf", "spark.sql.shuffle.partitions=2", "--jars", ",".join(jars),
             str(ROOT / "streaming" / "scoring_job.py"),
             "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,

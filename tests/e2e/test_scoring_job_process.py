@@ -52,3 +52,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
     assert total == distinct == len(rows)
     assert support.count(pg_conn, ns, "quarantine") == 0
     support.drop_namespace(pg_conn, ns)
+    # both starts ran the preloading Python daemon (imports and the served model before fork)
+    # and logged their start-up milestones (what bench.bench_streaming --startup-only reads)
+    log = log_path.read_text(errors="replace")
+    assert log.count(f"model models:/{model_name}/") >= 2, log[-3000:]
+    assert log.count("start-up: first micro-batch") >= 4, log[-3000:]
