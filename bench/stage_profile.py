@@ -11,7 +11,8 @@ them over) and each goes through the steps of streaming.scoring_pass.process_rec
 same functions: parse + validate, stateless features, the feature-store read and the as-of user
 features, merchant features, scoring (pyfunc + JSON), the feature-store write, the PostgreSQL
 transaction, Redis alerts, the alerts topic. Seconds per step are summed over the batches; the
-first batch (model load, connections) is left out, as a warm Python worker has them.
+first batch (model load, connections) is left out, as a warm Python worker has them. Then
+``single_rows`` one-row batches: the fixed cost of a batch in the pass, per step.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def profile_batch(records: pd.DataFrame, inputs, timings: dict) -> None:
     timings["rows"] = timings.get("rows", 0) + len(valid)
 
 
-def run(settings, messages: int = 20_000, customers: int = 5_000, batch: int = 2_000, model=None) -> dict:
+def run(settings, messages: int = 20_000, customers: int = 5_000, batch: int = 2_000, model=None,
+        single_rows: int = 50) -> dict:
     from streaming.scoring_job import JobOptions, feature_store_target, sink_targets
     from streaming.scoring_pass import PassInputs
 
@@ -86,14 +88,23 @@ def run(settings, messages: int = 20_000, customers: int = 5_000, batch: int = 2
         profile_batch(records.head(batch), inputs, {})  # warm-up batch, not counted
         for start in range(batch, len(records), batch):
             profile_batch(records.iloc[start:start + batch], inputs, timings)
+        one_row: dict = {}  # the fixed cost of a batch: single-row batches (new transactions)
+        lone = kafka_records(MessageStream(customers, expected=single_rows, seed=4).take(single_rows), ns.topic)
+        for position in range(single_rows):
+            profile_batch(lone.iloc[position:position + 1], inputs, one_row)
     finally:
         drop_namespace(settings, ns)
     rows = timings.pop("rows")
     total = sum(timings.values())
+    batches = one_row.pop("rows", 0)
     return {"batch_rows": batch, "rows": rows, "seconds_total": round(total, 3),
             "rows_per_second": round(rows / total) if total else None,
             "steps": {step: {"seconds": round(s, 3), "share": round(s / total, 3), "ms_per_1000_rows": round(1e6 * s / rows, 1)}
                       for step, s in timings.items()},
+            "single_row_batches": {"batches": batches,
+                                   "ms_per_batch": round(1e3 * sum(one_row.values()) / batches, 1) if batches else None,
+                                   "steps_ms_per_batch": {step: round(1e3 * s / batches, 2) for step, s in one_row.items()}
+                                   if batches else {}},
             "load": {"before": load_before, "after": machine_load()}}
 
 

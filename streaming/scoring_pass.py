@@ -11,7 +11,7 @@ Kafka records at once:
      score and per-alert reasons go;
   4. write the chunk's events to the feature store (idempotent), then PostgreSQL in ONE
      transaction (transactions, fraud_alerts, quarantine and, while a challenger exists, its
-     shadow_scores: COPY + ON CONFLICT DO NOTHING),
+     shadow_scores: one COPY each, ON CONFLICT DO NOTHING semantics, see streaming.sinks),
      then Redis alerts and the Kafka alerts topic;
   5. yield one statistics row (rows, alerts, Redis misses, quarantined, latencies).
 Every event of a user in a micro-batch is in one task (streaming.batch_handlers lays the batch
@@ -254,14 +254,24 @@ def warm_up(inputs: PassInputs):
     def run(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in chunks:
             pass
-        worker_model(inputs.served, inputs.tracking_uri)
+        model = worker_model(inputs.served, inputs.tracking_uri)
         if inputs.challenger is not None:
             worker_model(inputs.challenger, inputs.tracking_uri)
+        _warm_explainer(model)
         worker_store(inputs.store).client.ping()
         worker_pg(inputs.targets)
         yield pd.DataFrame({"rows": [0]})
 
     return run
+
+
+def _warm_explainer(model) -> None:
+    """Explain one made-up alert, so that the first real alert of this worker does not pay for
+    building the explainer and loading its compiled kernel (numba: 0.8 s measured when cold)."""
+    from features.definition import CATEGORICAL_FEATURES
+
+    row = pd.DataFrame({name: ["unknown"] if name in CATEGORICAL_FEATURES else [0.0] for name in FEATURE_COLUMNS})
+    alert_reasons_json(model, row, np.array([True]))  # never raises (logs its errors)
 
 
 def stats_summary(rows: list) -> dict:

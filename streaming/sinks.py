@@ -4,9 +4,10 @@ They run on the executors inside the scoring job's pandas pass (streaming.scorin
 chunk at a time, so writes scale with the cluster. Every target is a plain value resolved on the
 driver (:class:`SinkTargets`); the pass keeps one connection per target per Python worker.
 
-* PostgreSQL: COPY into a temporary table, then ``INSERT .. ON CONFLICT DO NOTHING`` on
-  transaction_id: a replayed micro-batch never duplicates a row. transactions and fraud_alerts
-  commit together. A failure raises, which fails the micro-batch and the query restarts from its
+* PostgreSQL: ONE COPY (text format, built a column at a time) straight into the table inside a
+  savepoint; when a row is already there (a replayed micro-batch) the COPY is rolled back to the
+  savepoint and the rows go through a temporary table and ``INSERT .. ON CONFLICT DO NOTHING`` on
+  transaction_id: a replay never duplicates a row. transactions and fraud_alerts commit together. A failure raises, which fails the micro-batch and the query restarts from its
   checkpoint; nothing is swallowed.
 * Redis: ``fraud_alert:<transaction_id>`` = JSON with a TTL, plus the sorted set
   ``recent_fraud_alerts`` (score = detection time), pipelined. Redis is a cache of PostgreSQL:
