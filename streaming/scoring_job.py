@@ -20,6 +20,14 @@ Two queries share one Spark application:
            background threads of the driver, never on the batch path.
   labels   transaction-labels -> labels table
 
+Start-up (and restart after a crash; each milestone is logged as ``start-up: <what> at +<s>s``
+since spark-submit, see bench/STARTUP.md): the registry look-up and the job's imports run in a
+thread while the JVM builds the Spark session; the executors' Python daemon is
+streaming.worker_daemon, which imports pandas, scikit-learn, MLflow and loads the served
+version once before it forks workers (a one-row keep-warm job starts it as soon as the version
+is known); the merchant snapshot is read while the queries start, and the first micro-batch
+waits for it. The checkpoint keeps the offsets, so a restart repeats nothing else.
+
 Run (local stack):
     make stream
 or directly:
