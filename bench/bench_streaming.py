@@ -199,12 +199,22 @@ def _class_data_archive() -> None:
 
 
 def start_phases(log_text: str, after: int = 0) -> dict:
-    """The job's start-up milestones (``start-up: <name> at +<s>s`` lines) from ``after`` on."""
+    """The job's start-up milestones (``start-up: <name> at +<s>s`` lines) from ``after`` on,
+    with the Python daemon's start and end of preloading (streaming.worker_daemon) on the same
+    clock (seconds since spark-submit)."""
     import re
+    from datetime import datetime
 
-    found = {}
-    for match in re.finditer(r"start-up: (.+?) at \+([0-9.]+)s", log_text[after:]):
+    text, found = log_text[after:], {}
+    for match in re.finditer(r"start-up: (.+?) at \+([0-9.]+)s", text):
         found.setdefault(re.sub(r" \(\d+\)", "", match.group(1)), float(match.group(2)))
+    first = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) \S+ \S+ start-up: driver Python running at "
+                      r"\+([0-9.]+)s", text, re.MULTILINE)
+    daemon = re.search(r"worker daemon \d+: started at ([0-9.]+), ready at ([0-9.]+)", text)
+    if first and daemon:
+        submitted = datetime.strptime(first.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - float(first.group(2))
+        found["Python daemon started"] = round(float(daemon.group(1)) - submitted, 1)
+        found["Python daemon ready"] = round(float(daemon.group(2)) - submitted, 1)
     return found
 
 
@@ -226,13 +236,13 @@ def run_startup(settings, scratch: Path, customers: int = 20_000, between_messag
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
               "between_messages": between_messages, "job_log": str(job.log_path)}
     sampler = LoadSampler(interval=2.0)
+    log_size = 0  # where the restart's part of the job log begins
     try:
         produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
         result["load_at_start"] = machine_load()["load_1m"]
         job.start()
         result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
         wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
-        result["start_phases"] = start_phases(job.log_tail(10**7))
         done = WARMUP_MESSAGES
         if between_messages:
             produce(settings, ns.topic, stream.take(between_messages))
@@ -241,12 +251,16 @@ def run_startup(settings, scratch: Path, customers: int = 20_000, between_messag
         log_size = len(job.log_tail(10**8))
         result["load_at_kill"] = machine_load()["load_1m"]
         result["kill"] = kill_and_restart(settings, ns, job, stream, done, timeout)
-        result["kill"]["start_phases"] = start_phases(job.log_tail(10**8), log_size)
     except RuntimeError as exc:
         result["error"] = str(exc)[:2000]
     finally:
         result["load_avg_during"] = sampler.stop()
         result["exit_code"] = job.stop()
+        # read once the job has stopped: a batch's end is logged after its rows are visible
+        log_text = job.log_tail(10**8)
+        result["start_phases"] = start_phases(log_text[:log_size] if log_size else log_text)
+        if "kill" in result:
+            result["kill"]["start_phases"] = start_phases(log_text, log_size)
         drop_namespace(settings, ns)
     return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
 
