@@ -262,15 +262,28 @@ class HistGradientBoostingTreeShap:
         baseline = float(np.ravel(estimator._baseline_prediction)[0])
         self.expected_value = self.sign * (baseline + sum(_tree_expectation(p.nodes) for p in self.predictors))
         self.max_depth = max(int(p.nodes["depth"].max()) for p in self.predictors)
+        self.known_bitsets, self.f_idx_map = _known_categories(estimator, self.n_features)
+        self._forest = _flat_forest(self.predictors, self.f_idx_map)
 
     def shap_values(self, X: np.ndarray) -> np.ndarray:
+        """(rows, columns) contributions: every tree and row in one compiled call."""
+        from fraudops.modeling import _treeshap
+
+        X = np.ascontiguousarray(X, dtype="float64")
+        phi = np.zeros((len(X), self.n_features))
+        if len(X):
+            _treeshap.forest_shap(X, *self._forest, self.known_bitsets, self.max_depth + 3, phi)
+        return self.sign * phi
+
+    def shap_values_per_tree(self, X: np.ndarray) -> np.ndarray:
+        """The reference path (one compiled call per tree and row, hot children by numpy): same values."""
         kernel = _numba_kernel()
         X = np.ascontiguousarray(X, dtype="float64")
         phi = np.zeros((len(X), self.n_features))
         size = self.max_depth + 3
         for predictor in self.predictors:
             nodes = predictor.nodes
-            hot = _hot_children(predictor, X)
+            hot = _hot_children(predictor, X, self.known_bitsets, self.f_idx_map)
             leaf = nodes["is_leaf"].astype(np.bool_)
             arrays = (nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), leaf,
                       nodes["feature_idx"].astype(np.int64), nodes["count"].astype(np.float64),
@@ -280,14 +293,53 @@ class HistGradientBoostingTreeShap:
         return self.sign * phi
 
 
+def _known_categories(estimator, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training categories per categorical column (bitset rows) and column -> row (-1: numeric)."""
+    f_idx_map = np.full(n_features, -1, dtype=np.int64)
+    is_categorical = getattr(estimator, "is_categorical_", None)
+    if is_categorical is None or not np.any(is_categorical):
+        return np.zeros((1, 8), dtype=np.uint32), f_idx_map
+    known, mapping = estimator._bin_mapper.make_known_categories_bitsets()
+    categorical = np.flatnonzero(is_categorical)
+    f_idx_map[categorical] = np.asarray(mapping, dtype=np.int64)[categorical]
+    return np.ascontiguousarray(known, dtype=np.uint32), f_idx_map
+
+
+def _flat_forest(predictors, f_idx_map: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every tree's node arrays back to back (built once per model; see ``_treeshap.forest_shap``)."""
+    nodes = [p.nodes for p in predictors]
+    sizes = np.array([len(n) for n in nodes], dtype=np.int64)
+    tree_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    bitsets = [np.asarray(p.raw_left_cat_bitsets, dtype=np.uint32).reshape(-1, 8) for p in predictors]
+    bitset_start = np.concatenate([[0], np.cumsum([len(b) for b in bitsets])]).astype(np.int64)
+    raw_bitsets = np.concatenate([*bitsets, np.zeros((1, 8), dtype=np.uint32)])
+
+    def column(name, dtype):
+        return np.ascontiguousarray(np.concatenate([n[name] for n in nodes]).astype(dtype))
+
+    feature = column("feature_idx", np.int64)
+    categorical = column("is_categorical", np.bool_)
+    bitset_row = np.concatenate([n["bitset_idx"].astype(np.int64) + bitset_start[t] for t, n in enumerate(nodes)])
+    known_row = np.where(categorical, f_idx_map[feature], -1).astype(np.int64)
+    return (tree_start, column("left", np.int64), column("right", np.int64), column("is_leaf", np.bool_), feature,
+            column("count", np.float64), column("value", np.float64), column("num_threshold", np.float64),
+            categorical, column("missing_go_to_left", np.bool_), np.ascontiguousarray(bitset_row),
+            np.ascontiguousarray(known_row), np.ascontiguousarray(raw_bitsets))
+
+
 def _tree_expectation(nodes) -> float:
     leaves = nodes["is_leaf"].astype(bool)
     counts = nodes["count"][leaves].astype("float64")
     return float((nodes["value"][leaves] * counts).sum() / counts.sum())
 
 
-def _hot_children(predictor, X: np.ndarray) -> np.ndarray:
-    """(rows, nodes): the child each row follows at each node, by the predictor's own rules."""
+def _hot_children(predictor, X: np.ndarray, known_bitsets: np.ndarray | None = None,
+                  f_idx_map: np.ndarray | None = None) -> np.ndarray:
+    """(rows, nodes): the child each row follows at each node, by the predictor's own rules.
+
+    With ``known_bitsets``/``f_idx_map`` (see :func:`_known_categories`), a categorical value that
+    is not a training category is missing, as in the predictor.
+    """
     nodes = predictor.nodes
     values = X[:, nodes["feature_idx"]]
     missing = np.isnan(values)
@@ -295,11 +347,18 @@ def _hot_children(predictor, X: np.ndarray) -> np.ndarray:
     categorical = nodes["is_categorical"].astype(bool)
     if categorical.any():
         bitsets = np.asarray(predictor.raw_left_cat_bitsets)[nodes["bitset_idx"]]  # (nodes, words)
-        codes = np.where(missing | (values < 0), 0, values).astype(np.int64)
+        out_of_range = missing | (values < 0) | (values >= 32 * bitsets.shape[1])
+        codes = np.where(out_of_range, 0, values).astype(np.int64)
         words = np.take_along_axis(np.broadcast_to(bitsets, (len(X), *bitsets.shape)),
-                                   (codes // 32)[:, :, None].clip(0, bitsets.shape[1] - 1), axis=2)[:, :, 0]
-        in_set = ((words >> (codes % 32).astype(np.uint32)) & 1).astype(bool) & (codes < 32 * bitsets.shape[1])
-        missing = missing | (categorical & (values < 0))
+                                   (codes // 32)[:, :, None], axis=2)[:, :, 0]
+        in_set = ((words >> (codes % 32).astype(np.uint32)) & 1).astype(bool) & ~out_of_range
+        unknown = out_of_range
+        if known_bitsets is not None and f_idx_map is not None:
+            rows = np.where(categorical, f_idx_map[nodes["feature_idx"]], 0).clip(0)
+            known = np.take_along_axis(np.broadcast_to(known_bitsets[rows], (len(X), len(rows), known_bitsets.shape[1])),
+                                       (codes // 32)[:, :, None], axis=2)[:, :, 0]
+            unknown = unknown | ~(((known >> (codes % 32).astype(np.uint32)) & 1).astype(bool) | in_set)
+        missing = missing | (categorical & unknown)
         goes_left = np.where(categorical, in_set, goes_left)
     goes_left = np.where(missing, nodes["missing_go_to_left"].astype(bool), goes_left)
     return np.where(goes_left, nodes["left"], nodes["right"]).astype(np.int64)

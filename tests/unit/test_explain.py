@@ -82,6 +82,23 @@ def test_hist_gradient_boosting_contributions_add_up_with_categorical_splits(pre
     np.testing.assert_allclose(total, pipeline[-1].decision_function(X), atol=1e-9)
 
 
+def test_the_one_call_forest_path_equals_the_per_tree_reference_with_categorical_splits(prepared, rows):
+    """The batch kernel (all trees and rows in one compiled call) gives the per-tree reference's values."""
+    pipeline = _fit(prepared, "hist_gradient_boosting", params={"max_iter": 60})
+    estimator = pipeline[-1]
+    assert estimator.is_categorical_.any()
+    _, X = _transformed(pipeline, rows)
+    # missing, negative and never-seen categories take the missing-value direction, as in the predictor
+    categorical = np.flatnonzero(estimator.is_categorical_)
+    X[0, categorical[0]], X[1, categorical[-1]], X[2, categorical[0]] = np.nan, -1.0, 250.0
+    explainer = HistGradientBoostingTreeShap(estimator)
+    fast = explainer.shap_values(X)
+    np.testing.assert_allclose(fast, explainer.shap_values_per_tree(X), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.sum(axis=1) + explainer.expected_value, estimator.decision_function(X), atol=1e-9)
+    np.testing.assert_allclose(explainer.shap_values(X[5:6]), fast[5:6], rtol=0, atol=1e-9)  # one alert alone
+    assert explainer.shap_values(X[:0]).shape == (0, X.shape[1])
+
+
 @pytest.mark.parametrize("model_type", ["random_forest", "logistic"])
 def test_forest_and_linear_contributions_add_up_to_the_model_output(prepared, rows, model_type):
     numeric, categorical = feature_lists("all")
