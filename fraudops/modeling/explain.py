@@ -15,7 +15,10 @@ How contributions are computed, on the logged pipeline (preprocessing inside):
   categorical splits (its values then do not add up to the model's output). Which child a row
   follows at each node is taken from the predictor's own rules (numeric threshold, categorical
   bitset, missing-value direction); contributions are in log-odds and add up exactly to
-  ``decision_function`` (tests check both explainers against each other and that sum).
+  ``decision_function`` (tests check both explainers against each other and that sum). The
+  trees are flattened once per model (the explainer is cached per served pipeline) and all rows
+  of a call go through every tree in ONE compiled call (``_treeshap.forest_shap``); the per-tree
+  path (``shap_values_per_tree``) stays as the reference the tests compare it with.
 * logistic regression: exact Shapley values of the linear part, ``w_j * (x_j - E[x_j])`` in
   log-odds, the one-hot columns of a categorical summed into that feature; ``E[x]`` is the
   training mean stored with the model (``extra["explain_baseline"]``), else 0 (the scaled
