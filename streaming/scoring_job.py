@@ -368,16 +368,25 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
     their checkpoints with a growing pause. SIGTERM/SIGINT stop them cleanly."""
     from streaming.model_server import ModelUnavailableError
 
-    stopping = {"flag": False}
+    stopping = {"flag": False, "signal": 0}
+
+    def watchdog() -> None:
+        # started before any signal and lock-free (it only reads the flag): a main thread stuck
+        # while stopping (seen: a finalizer blocked on a lock after SIGTERM, the JVM gone) can
+        # neither start a timer nor stop this one
+        while not stopping["flag"]:
+            time.sleep(0.5)
+        time.sleep(STOP_GRACE_SECONDS)
+        _exit_now(128 + stopping["signal"])
+
+    threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
 
     def stop(signum, _frame):
-        # only a flag here: a py4j call inside a signal handler can interrupt the main thread's
+        # only flags here: a py4j call inside a signal handler can interrupt the main thread's
         # own py4j call on the same connection and hang; the loop below stops the queries
-        log.info("signal %s: stopping the queries", signum)
+        stopping["signal"] = signum
         stopping["flag"] = True
-        watchdog = threading.Timer(STOP_GRACE_SECONDS, _exit_now, args=(128 + signum,))
-        watchdog.daemon = True
-        watchdog.start()
+        log.info("signal %s: stopping the queries", signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -428,5 +437,24 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
 
 
+def _run_and_exit() -> None:
+    """main(), then exit at once: the queries and Spark are stopped by then, and a finalizing
+    interpreter could hang on a library's threads (seen: a driver left running after SIGTERM,
+    its JVM gone, with the watchdog's timer frozen by the finalization)."""
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse errors, explicit exits
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported, then the same hard exit
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _run_and_exit()

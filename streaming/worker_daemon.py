@@ -18,6 +18,7 @@ predict) runs in the daemon, so the forked workers' OpenMP is intact.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -86,6 +87,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - only a head start: the workers load what they need
         _say(f"preload failed ({type(exc).__name__}: {exc}); workers load on first use")
     finally:
+        # what the daemon holds now is shared with every worker (copy-on-write): keep the
+        # workers' garbage collector off it, or each worker's first full collection walks (and
+        # copies) the preloaded modules' objects
+        gc.collect()
+        gc.freeze()
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
         os.close(saved_stdout)

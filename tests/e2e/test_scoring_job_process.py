@@ -56,4 +56,5 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(settings, pg_
     # and logged their start-up milestones (what bench.bench_streaming --startup-only reads)
     log = log_path.read_text(errors="replace")
     assert log.count(f"model models:/{model_name}/") >= 2, log[-3000:]
-    assert log.count("start-up: first micro-batch") >= 4, log[-3000:]
+    # (the killed run may die before it logs its first batch's end: called twice, ended once)
+    assert log.count("start-up: first micro-batch") >= 3, log[-3000:]
