@@ -24,6 +24,8 @@ PRODUCT_PACKAGES = ("fraudops", "features", "pipelines", "streaming", "expectati
 # variables of the tools the project runs on, not settings of the project
 TOOL_VARIABLES = {"MLFLOW_RUN_ID", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_HOME",
                   "GX_ANALYTICS_ENABLED", "JAVA_HOME", "PATH", "HOME"}
+# Set by the scoring job itself for its Python workers (SparkContext.environment), never by a user: no row.
+JOB_INTERNAL_VARIABLES = {"FRAUDOPS_PRELOAD_MODEL_URI", "FRAUDOPS_PRELOAD_TRACKING_URI"}
 ENV_READ = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|environ\.setdefault\(|environ\.pop\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 ENV_NAME_CONSTANT = re.compile(r"""^\w*_ENV\s*=\s*["']([A-Z][A-Z0-9_]+)["']""", re.MULTILINE)
 
@@ -89,7 +91,7 @@ def test_every_environment_variable_the_product_reads_has_a_row():
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
             text = path.read_text()
             for name in {*ENV_READ.findall(text), *ENV_NAME_CONSTANT.findall(text)}:
-                if name not in names and name not in TOOL_VARIABLES:
+                if name not in names and name not in TOOL_VARIABLES | JOB_INTERNAL_VARIABLES:
                     missing.setdefault(name, str(path.relative_to(PROJECT_ROOT)))
     assert not missing, f"environment variables read without a row in fraudops/settings_table.py: {missing}"
 
