@@ -119,7 +119,13 @@ def test_the_streams_snapshot_from_postgresql_equals_training(settings, pg_conn,
 
     # events the stream scores during the snapshot's validity, at the merchants of the history
     rng = np.random.default_rng(0)
-    merchants = past.drop_duplicates("merchant")[["merchant", "merchant_id"]].sample(20, random_state=1, replace=True)
+    # half of them merchants with a labelled fraud (a random sample may miss every one: the history
+    # depends on the time of day it starts at), half any merchant of the history
+    keys = ["merchant", "merchant_id"]
+    defrauded = past[past["is_fraud"] == 1].drop_duplicates("merchant")[keys]
+    assert len(defrauded) > 0, "the history holds no fraud to check the fraud counts on"
+    merchants = pd.concat([defrauded.sample(10, random_state=1, replace=True),
+                           past.drop_duplicates("merchant")[keys].sample(10, random_state=1, replace=True)])
     probe = pd.DataFrame({
         "transaction_id": [f"P{i}" for i in range(len(merchants))], "user_id": "u", "amount": 1.0,
         "currency": "EUR", "merchant": merchants["merchant"].to_numpy(), "merchant_id": merchants["merchant_id"].to_numpy(),
