@@ -39,6 +39,7 @@ On a cluster: the same line with --master spark://host:7077 and KAFKA_BROKERS et
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -362,6 +363,32 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _exit_if_stop_hangs() -> None:
+    """The last resort after a stop signal: faulthandler's C watchdog thread, which needs neither
+    the GIL nor a lock, writes every thread's traceback to a file and exits the process if it
+    still runs STOP_GRACE_SECONDS + 30 s later (seen once in CI: a driver whose JVM was gone
+    outlived SIGTERM by 17 minutes, the Python watchdog below it never ran)."""
+    import faulthandler
+    import tempfile
+
+    report = tempfile.NamedTemporaryFile(prefix="scoring-job-stop-hang-", suffix=".txt", delete=False)  # noqa: SIM115 - kept open for the C thread
+    _STOP_HANG_REPORT.append(report.name)
+    faulthandler.dump_traceback_later(STOP_GRACE_SECONDS + 30, exit=True, file=report)
+
+
+_STOP_HANG_REPORT: list[str] = []
+
+
+def _cancel_stop_hang_exit() -> None:
+    """The process ends normally: no hang to report (the empty report file goes)."""
+    import faulthandler
+
+    faulthandler.cancel_dump_traceback_later()
+    for path in _STOP_HANG_REPORT:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20,
               early: EarlyStart | None = None) -> int:
     """Run the queries; when one fails (e.g. a sink is down), stop all and restart them from
@@ -384,6 +411,8 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
     def stop(signum, _frame):
         # only flags here: a py4j call inside a signal handler can interrupt the main thread's
         # own py4j call on the same connection and hang; the loop below stops the queries
+        if not stopping["flag"]:
+            _exit_if_stop_hangs()
         stopping["signal"] = signum
         stopping["flag"] = True
         log.info("signal %s: stopping the queries", signum)
@@ -453,6 +482,7 @@ def _run_and_exit() -> None:
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    _cancel_stop_hang_exit()  # after the flushes: a flush into a stuck pipe is a hang too
     os._exit(code)
 
 
