@@ -88,7 +88,7 @@ test: setup lint
 	@status=0; \
 	trap '$(PY) -m devstack.stack down' EXIT; \
 	$(PY) -m devstack.stack up || exit 1; \
-	$(PY) -m pytest $(PYTEST_ARGS) tests || status=$$?; \
+	$(PY) -m pytest --durations=30 $(PYTEST_ARGS) tests || status=$$?; \
 	$(PY) -m devstack.stack down; trap - EXIT; \
 	$(PY) -m devstack.stack verify-stopped || { echo "processes left running after stack-down"; status=1; }; \
 	exit $$status
