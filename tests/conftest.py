@@ -56,6 +56,20 @@ def unique_name():
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture
+def store(settings, unique_name):
+    """The online feature store (its own Redis) under a key prefix of this test; its keys go after."""
+    from features.online import FeatureStore, FeatureStoreTarget
+
+    client = FeatureStoreTarget(settings.feature_store_host, settings.feature_store_port,
+                                settings.feature_store_password).connect()
+    yield FeatureStore(client, prefix=f"{unique_name}:")
+    keys = list(client.scan_iter(f"{unique_name}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole test run (Kafka connector jars included)."""

@@ -17,7 +17,7 @@ import pytest
 from features.batch import compute_features
 from features.definition import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 from features.merchant import MERCHANT_FEATURES, merchant_snapshot, normalize_labels, smoothed_fraud_rate
-from features.online import FeatureStore, FeatureStoreTarget
+from features.online import FeatureStore
 from features.spark_batch import add_features_spark
 from features.spark_columns import merchant_key_column
 from features.stateless import merchant_key
@@ -54,17 +54,6 @@ def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame, numeric=N
         atol=1e-9,
     )
     assert (actual[CATEGORICAL_FEATURES].to_numpy() == expected[CATEGORICAL_FEATURES].to_numpy()).all()
-
-
-@pytest.fixture
-def store(settings, unique_name):
-    client = FeatureStoreTarget(settings.feature_store_host, settings.feature_store_port,
-                                settings.feature_store_password).connect()
-    yield FeatureStore(client, prefix=f"{unique_name}:")
-    keys = list(client.scan_iter(f"{unique_name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def stream(store: FeatureStore, batches: list[pd.DataFrame], partitions: int = 1) -> pd.DataFrame:

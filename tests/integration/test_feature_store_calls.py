@@ -10,20 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.online import FeatureStore, FeatureStoreTarget, append_events, online_user_features
+from features.online import append_events, online_user_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def store(settings, unique_name):
-    client = FeatureStoreTarget(settings.feature_store_host, settings.feature_store_port,
-                                settings.feature_store_password).connect()
-    yield FeatureStore(client, prefix=f"{unique_name}:")
-    keys = list(client.scan_iter(f"{unique_name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _events(n: int, users: int, start: str = "2026-11-01") -> pd.DataFrame:
