@@ -156,13 +156,8 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
         partitions: int = 4, trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
         timeout: float = 1800, model=None) -> dict:
     """The phases above in one job run; returns the results."""
-    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
-    _class_data_archive()
-    name = run_id()
-    ns = create_namespace(settings, name, partitions, scratch)
-    logs = RESULTS_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    model, ns, job = _job_of_a_new_namespace(settings, scratch, partitions, trigger_seconds,
+                                             max_offsets_per_trigger, model)
     stream = MessageStream(customers, expected=throughput_messages + int(sum(rates) * rate_seconds) + 20_000)
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
               "max_offsets_per_trigger": max_offsets_per_trigger, "job_log": str(job.log_path), "latency": []}
@@ -189,6 +184,20 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
         result["exit_code"] = job.stop()
         drop_namespace(settings, ns)
     return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
+
+
+def _job_of_a_new_namespace(settings, scratch, partitions: int, trigger_seconds: float,
+                            max_offsets_per_trigger: int, model=None):
+    """The benchmark model (registered when not given), a fresh namespace (topics, schema, keys)
+    and the spark-submit job over it, not started yet; the driver's class-data archive built."""
+    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
+    _class_data_archive()
+    name = run_id()
+    ns = create_namespace(settings, name, partitions, scratch)
+    logs = RESULTS_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    return model, ns, job
 
 
 def _class_data_archive() -> None:
@@ -225,13 +234,8 @@ def run_startup(settings, scratch: Path, customers: int = 20_000, between_messag
     (so PostgreSQL holds what a restart reads, e.g. the merchant snapshot's 30 days), SIGKILL
     + backlog + restart (first row after kill, exactly once). Each with the job's start-up
     milestones (seconds since spark-submit) from its log."""
-    model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
-    _class_data_archive()
-    name = run_id()
-    ns = create_namespace(settings, name, partitions, scratch)
-    logs = RESULTS_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    model, ns, job = _job_of_a_new_namespace(settings, scratch, partitions, trigger_seconds,
+                                             max_offsets_per_trigger, model)
     stream = MessageStream(customers, expected=between_messages + WARMUP_MESSAGES + KILL_BACKLOG + 1_000)
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
               "between_messages": between_messages, "job_log": str(job.log_path)}
