@@ -38,6 +38,7 @@ from bench.bench_support import (
     RESULTS_DIR,
     JobProcess,
     MessageStream,
+    batch_breakdown,
     create_namespace,
     drop_namespace,
     job_reported_latency,
@@ -102,19 +103,24 @@ def measure_throughput(settings, ns, job: JobProcess, messages: list, base: int,
 
 
 def measure_latency(settings, ns, job: JobProcess, stream: MessageStream, rate: float, seconds: float,
-                    warmup_seconds: float, base: int, timeout: float) -> dict:
-    """``seconds`` of production paced at ``rate``/s; latency of the rows produced after the warm-up."""
+                    warmup_seconds: float, base: int, timeout: float, batches: bool = False) -> dict:
+    """``seconds`` of production paced at ``rate``/s; latency of the rows produced after the
+    warm-up. ``batches``: also where the micro-batches of that span spent their time
+    (bench_support.batch_breakdown, per batch)."""
     sampler = LoadSampler()
-    started = time.time()
     messages = stream.take(int(rate * seconds))
+    started = time.time()
     produced = produce(settings, ns.topic, messages, rate=rate)
     wait_for_rows(settings, ns, base + len(messages), job, timeout)
     load = sampler.stop()
     since = started + warmup_seconds
-    return {"target_rate": rate, "achieved_producer_rate": produced["messages_per_second"],
-            "messages": len(messages), "seconds": seconds, "warmup_seconds": warmup_seconds,
-            "latency": latency_percentiles(settings, ns, since),
-            "job_reported": job_reported_latency(settings, ns, since), "load_avg_during": load}
+    result = {"target_rate": rate, "achieved_producer_rate": produced["messages_per_second"],
+              "messages": len(messages), "seconds": seconds, "warmup_seconds": warmup_seconds,
+              "latency": latency_percentiles(settings, ns, since),
+              "job_reported": job_reported_latency(settings, ns, since), "load_avg_during": load}
+    if batches:
+        result["batches"] = batch_breakdown(settings, ns, since, time.time())
+    return result
 
 
 def single_row_batches(settings, ns, job: JobProcess, stream: MessageStream, base: int, count: int = 5) -> dict:
@@ -186,8 +192,51 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
     return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
 
 
+def run_latency(settings, scratch: Path, rates: tuple[float, ...] = (2_000.0,), rate_seconds: float = 60.0,
+                warmup_seconds: float = 15.0, customers: int = 20_000, partitions: int = 4,
+                trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+                spark_conf: dict[str, str] | None = None, job_args: list[str] | None = None,
+                single_rows: int = 0, timeout: float = 900, model=None) -> dict:
+    """Only the fixed-rate latency phases (3 above), each with its micro-batches' breakdown: a
+    short experiment (e.g. one trigger interval or Spark setting against another) that takes
+    ~30 s of start-up plus ``rate_seconds`` per rate. The job is warm before the first phase
+    (a backlog of WARMUP_MESSAGES stored, then 10 s at the first rate not measured)."""
+    model, ns, job = _job_of_a_new_namespace(settings, scratch, partitions, trigger_seconds,
+                                             max_offsets_per_trigger, model, spark_conf, job_args)
+    stream = MessageStream(customers, expected=int(sum(rates) * rate_seconds + rates[0] * 10) + WARMUP_MESSAGES
+                           + single_rows + 1_000)
+    result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
+              "max_offsets_per_trigger": max_offsets_per_trigger, "spark_conf": spark_conf or {},
+              "job_args": job_args or [], "job_log": str(job.log_path), "latency": []}
+    try:
+        produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
+        job.start()
+        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
+        wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+        done = WARMUP_MESSAGES
+        settle = stream.take(int(rates[0] * 10))
+        produce(settings, ns.topic, settle, rate=rates[0])
+        done += len(settle)
+        wait_for_rows(settings, ns, done, job, timeout)
+        for rate in rates:
+            phase = measure_latency(settings, ns, job, stream, rate, rate_seconds, warmup_seconds, done, timeout,
+                                    batches=True)
+            result["latency"].append(phase)
+            done += phase["messages"]
+        if single_rows:
+            since = time.time()
+            result["single_row"] = single_row_batches(settings, ns, job, stream, done, single_rows)
+            result["single_row"]["batches"] = batch_breakdown(settings, ns, since)
+    except RuntimeError as exc:
+        result["error"] = str(exc)[:2000]
+    finally:
+        result["exit_code"] = job.stop()
+        drop_namespace(settings, ns)
+    return {"model": {"name": model.name, "version": model.version}, "runs": [result]}
+
+
 def _job_of_a_new_namespace(settings, scratch, partitions: int, trigger_seconds: float,
-                            max_offsets_per_trigger: int, model=None):
+                            max_offsets_per_trigger: int, model=None, spark_conf=None, job_args=None):
     """The benchmark model (registered when not given), a fresh namespace (topics, schema, keys)
     and the spark-submit job over it, not started yet; the driver's class-data archive built."""
     model = model or register_model(settings, f"bench-fraud-detector-{run_id()}")
@@ -196,7 +245,8 @@ def _job_of_a_new_namespace(settings, scratch, partitions: int, trigger_seconds:
     ns = create_namespace(settings, name, partitions, scratch)
     logs = RESULTS_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger)
+    job = JobProcess.build(ns, model.name, logs / f"job-{name}.log", trigger_seconds, max_offsets_per_trigger,
+                           spark_conf=spark_conf, job_args=job_args)
     return model, ns, job
 
 
@@ -283,7 +333,25 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only the start and SIGKILL + restart phases (first row after each)")
     parser.add_argument("--model-name", default=None,
                         help="serve this registered model's Production version (default: train and register one)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the fixed-rate latency phases (--rates), with each micro-batch's breakdown")
+    parser.add_argument("--rates", default="2000,500", help="offered rates of the latency phases (tx/s, comma-separated)")
+    parser.add_argument("--warmup-seconds", type=float, default=20.0, help="left out at the start of each rate phase")
+    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the transactions topic")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="more spark-submit --conf (repeatable)")
+    parser.add_argument("--job-arg", action="append", default=[], metavar="FLAG",
+                        help="more flags of the scoring job, e.g. --job-arg=--scoring-tasks --job-arg=2")
+    parser.add_argument("--single-rows", type=int, default=0,
+                        help="--latency-only: then this many lone messages 3 s apart (single-row batches)")
+    parser.add_argument("--output", type=Path, default=None, help="also write the results (JSON) here")
     args = parser.parse_args(argv)
+    rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+    spark_conf = dict(item.split("=", 1) for item in args.spark_conf)
+    tuning = {"partitions": args.partitions, "trigger_seconds": args.trigger_seconds,
+              "max_offsets_per_trigger": args.max_offsets_per_trigger}
     settings = load_settings()
     model = None
     if args.model_name:
@@ -297,14 +365,32 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as scratch:
         if args.startup_only:
             results = run_startup(settings, Path(scratch), model=model)
+        elif args.latency_only:
+            results = run_latency(settings, Path(scratch), rates, args.rate_seconds, args.warmup_seconds,
+                                  args.customers, spark_conf=spark_conf, job_args=args.job_arg,
+                                  single_rows=args.single_rows, model=model, **tuning)
         elif args.quick:
             results = run(settings, Path(scratch), 2_000, 10_000, rate_seconds=20.0, warmup_seconds=5.0,
                           model=model)
         else:
-            results = run(settings, Path(scratch), args.customers, args.throughput_messages,
-                          rate_seconds=args.rate_seconds, model=model)
-    print(json.dumps(results, indent=2))
+            results = run(settings, Path(scratch), args.customers, args.throughput_messages, rates=rates,
+                          rate_seconds=args.rate_seconds, warmup_seconds=args.warmup_seconds, model=model,
+                          **tuning)
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2))
+    print(json.dumps(_without_batch_rows(results), indent=2))
     return results
+
+
+def _without_batch_rows(results: dict) -> dict:
+    """The results without each micro-batch's row (kept in --output), for the terminal."""
+    import copy
+
+    shown = copy.deepcopy(results)
+    for run_result in shown.get("runs", []):
+        for phase in [*run_result.get("latency", []), run_result.get("single_row", {})]:
+            phase.get("batches", {}).pop("rows", None)
+    return shown
 
 
 if __name__ == "__main__":

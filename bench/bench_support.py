@@ -236,7 +236,10 @@ class JobProcess:
     @classmethod
     def build(cls, ns: BenchNamespace, model_name: str, log_path: Path, trigger_seconds: float = 1.0,
               max_offsets_per_trigger: int = 50_000, driver_memory: str = "3g",
-              shuffle_partitions: int = 4) -> JobProcess:
+              shuffle_partitions: int = 4, spark_conf: dict[str, str] | None = None,
+              job_args: list[str] | None = None) -> JobProcess:
+        """``spark_conf``: more ``--conf key=value`` for spark-submit; ``job_args``: more flags of
+        the job (e.g. ``--scoring-tasks 2``); both for experiments (bench_streaming --latency-only)."""
         from fraudops.spark_session import driver_java_options, spark_kafka_jars
 
         jars = spark_kafka_jars()
@@ -245,10 +248,12 @@ class JobProcess:
         ui_port = free_port()
         argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
                 *driver_java_options(), "--driver-memory", driver_memory, "--conf", f"spark.sql.shuffle.partitions={shuffle_partitions}",
-                "--conf", f"spark.ui.port={ui_port}", "--jars", ",".join(jars),
+                "--conf", f"spark.ui.port={ui_port}",
+                *[arg for key, value in (spark_conf or {}).items() for arg in ("--conf", f"{key}={value}")],
+                "--jars", ",".join(jars),
                 str(ROOT / "streaming" / "scoring_job.py"), *ns.job_flags(),
                 "--model-uri", f"models:/{model_name}/Production", "--trigger-seconds", str(trigger_seconds),
-                "--max-offsets-per-trigger", str(max_offsets_per_trigger), "--no-labels"]
+                "--max-offsets-per-trigger", str(max_offsets_per_trigger), "--no-labels", *(job_args or [])]
         return cls(argv=argv, log_path=log_path, ui_port=ui_port)
 
     def start(self) -> None:
@@ -399,3 +404,52 @@ def job_reported_latency(settings, ns: BenchNamespace, since_epoch: float) -> di
             "weighted_p95_seconds": rounded(p95), "weighted_p99_seconds": rounded(p99),
             "worst_batch_p99_seconds": rounded(worst), "mean_batch_seconds": rounded(seconds),
             "mean_batch_rows": rounded(mean_rows)}
+
+
+BATCH_COLUMNS = ("batch_id", "ended_s", "rows", "handler_s", "trigger_execution_ms", "add_batch_ms",
+                 "latest_offset_ms", "get_batch_ms", "query_planning_ms", "wal_commit_ms", "commit_offsets_ms",
+                 "handler_to_task_seconds", "task_records_seconds", "pass_seconds", "task_to_handler_seconds")
+
+
+def batch_breakdown(settings, ns: BenchNamespace, since_epoch: float, until_epoch: float | None = None) -> dict:
+    """Where the scoring query's micro-batches spent their time, from monitoring_metrics: the
+    handler's own time (batch_write_seconds) and Spark's progress phases (durationMs, written by
+    streaming.metrics' listener) per batch stored after ``since_epoch``. Returns the median, p95
+    and max of each column and the batches themselves (``columns`` + ``rows``, ``ended_s`` =
+    seconds after ``since_epoch`` when the handler's metrics were written)."""
+    from fraudops.db import connect
+
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"""SELECT (labels->>'batch_id')::bigint AS batch_id,
+                       extract(epoch FROM max(recorded_at) FILTER (WHERE metric_name = 'scored_rows')) - %s,
+                       max(metric_value) FILTER (WHERE metric_name = 'input_rows'),
+                       max(metric_value) FILTER (WHERE metric_name = 'batch_write_seconds'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_trigger_execution_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_add_batch_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_latest_offset_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_get_batch_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_query_planning_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_wal_commit_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'duration_commit_offsets_ms'),
+                       max(metric_value) FILTER (WHERE metric_name = 'handler_to_task_seconds'),
+                       max(metric_value) FILTER (WHERE metric_name = 'task_records_seconds'),
+                       max(metric_value) FILTER (WHERE metric_name = 'pass_seconds'),
+                       max(metric_value) FILTER (WHERE metric_name = 'task_to_handler_seconds')
+                    FROM "{ns.pg_schema}".monitoring_metrics
+                    WHERE labels->>'query' LIKE '%%scoring' AND recorded_at >= to_timestamp(%s)
+                      AND recorded_at <= to_timestamp(%s)
+                    GROUP BY 1 ORDER BY 1""", (since_epoch, since_epoch, until_epoch or time.time() + 3600))
+            batches = [[None if v is None else round(float(v), 3) for v in row] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    batches = [b for b in batches if b[2]]  # batches with input rows
+    summary = {}
+    for i, name in enumerate(BATCH_COLUMNS[2:], start=2):
+        values = sorted(b[i] for b in batches if b[i] is not None)
+        if values:
+            summary[name] = {"median": values[len(values) // 2], "p95": values[min(len(values) - 1, int(0.95 * len(values)))],
+                             "max": values[-1], "mean": round(sum(values) / len(values), 3)}
+    return {"batches": len(batches), "summary": summary, "columns": list(BATCH_COLUMNS), "rows": batches}

@@ -103,17 +103,17 @@ class ScoringBatchWriter:
         started = datetime.now(UTC)
         inputs = self.inputs()
         try:
-            rows = self.plan(batch_df).mapInPandas(scoring_pass(inputs), BATCH_STATS_DDL).collect()
+            rows = self.plan(batch_df).mapInPandas(timed_pass(inputs), TIMED_STATS_DDL).collect()
         finally:
             self._last_batch = time.monotonic()
-        self._after_write(batch_id, started, inputs.served, stats_summary(rows))
+        self._after_write(batch_id, started, inputs.served, stats_summary(rows), task_times(rows))
 
-    def _after_write(self, batch_id, started, served, stats: dict) -> None:
+    def _after_write(self, batch_id, started, served, stats: dict, times: dict | None = None) -> None:
         duration = (datetime.now(UTC) - started).total_seconds()
         values = {"scored_rows": stats["rows"], "alerts": stats["alerts"],
                   "redis_alerts_missed": stats["redis_missed"], "quarantined_rows": stats["quarantined"],
                   "batch_write_seconds": duration, "model_version": float(served.version),
-                  **latency_summary(stats["latencies"])}
+                  **latency_summary(stats["latencies"]), **handler_phases(started.timestamp(), times)}
         try:
             conn = self._connection()
             record_metrics(conn, values, {"query": "scoring", "batch_id": batch_id, "model_version": served.version})
@@ -158,6 +158,54 @@ class ScoringBatchWriter:
                 record_audit(conn, REDIS_GAP_CLOSED, {"since": self.redis_gap_since.isoformat()})
                 log.info("Redis back: alerts since %s copied from PostgreSQL", self.redis_gap_since)
                 self.redis_gap_since = None
+
+
+# the pass's statistics plus when its task started, got its first Kafka records and ended
+TIMED_STATS_DDL = BATCH_STATS_DDL + ", task_started double, records_arrived double, task_ended double"
+
+
+def timed_pass(inputs: PassInputs):
+    """streaming.scoring_pass's mapInPandas function, its statistics rows stamped with the task's
+    start, the arrival of its first records and its end (epoch seconds): where a handler's
+    time goes besides the pass (see handler_phases)."""
+    run_pass = scoring_pass(inputs)
+
+    def run(chunks):
+        task_started, arrived = time.time(), []
+
+        def watched():
+            for chunk in chunks:
+                if not arrived:
+                    arrived.append(time.time())
+                yield chunk
+
+        for stats in run_pass(watched()):
+            yield stats.assign(task_started=task_started, records_arrived=arrived[0] if arrived else task_started,
+                               task_ended=time.time())
+
+    return run
+
+
+def task_times(rows: list) -> dict | None:
+    """First start, first records and last end of the pass's tasks (None without a stats row)."""
+    if not rows:
+        return None
+    return {"task_started": min(r["task_started"] for r in rows),
+            "records_arrived": min(r["records_arrived"] for r in rows),
+            "task_ended": max(r["task_ended"] for r in rows)}
+
+
+def handler_phases(started: float, times: dict | None) -> dict[str, float]:
+    """Where the handler's time went (seconds): Spark's job and task start until the Python
+    task runs (``handler_to_task_seconds``), the Kafka records' read and Arrow transfer until
+    the first chunk arrives (``task_records_seconds``), the pass itself (``pass_seconds``) and
+    the statistics back to the driver (``task_to_handler_seconds``)."""
+    if times is None:
+        return {}
+    return {"handler_to_task_seconds": times["task_started"] - started,
+            "task_records_seconds": times["records_arrived"] - times["task_started"],
+            "pass_seconds": times["task_ended"] - times["records_arrived"],
+            "task_to_handler_seconds": time.time() - times["task_ended"]}
 
 
 def parse_label_messages(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

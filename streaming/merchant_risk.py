@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pandas as pd
 
@@ -127,9 +128,13 @@ class MerchantRiskCache:
 
     def refresh(self) -> None:
         # valid for two refresh intervals: the next snapshot replaces it well before it expires
+        started = time.perf_counter()
         table = read_snapshot(self.targets, pd.Timestamp.now(tz="UTC"), self.label_delay,
                               pd.Timedelta(seconds=2 * self.refresh_seconds))
+        read = time.perf_counter()
         fresh = self.spark.sparkContext.broadcast(table)
+        log.info("merchant snapshot refreshed: read and built in %.2fs, broadcast in %.2fs",
+                 read - started, time.perf_counter() - read)
         # the one before the current may still be read by a batch in flight: unpersist it only now
         if self._previous is not None:
             self._previous.unpersist(blocking=False)

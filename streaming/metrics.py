@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from datetime import datetime
 
 import numpy as np
@@ -55,6 +56,25 @@ def open_redis_gap(conn) -> datetime | None:
     return datetime.fromisoformat(row[1])
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def progress_values(progress) -> dict[str, float]:
+    """The metrics of one StreamingQueryProgress: rows, rates, the batch's duration and where it
+    went (``duration_<phase>_ms`` for each of Spark's durationMs phases: latest_offset,
+    get_batch, query_planning, wal_commit, add_batch, commit_offsets, trigger_execution...)."""
+    values = {
+        "input_rows": progress.numInputRows,
+        "input_rows_per_second": progress.inputRowsPerSecond or 0.0,
+        "processed_rows_per_second": progress.processedRowsPerSecond or 0.0,
+        "batch_duration_ms": float(progress.batchDuration),
+    }
+    for phase, millis in (progress.durationMs or {}).items():
+        values[f"duration_{_snake(phase)}_ms"] = float(millis)
+    return values
+
+
 def progress_listener(connect):
     """A StreamingQueryListener writing each progress report; ``connect()`` opens a DB connection
     (one, kept open across reports and reopened after an error)."""
@@ -68,12 +88,7 @@ def progress_listener(connect):
 
         def onQueryProgress(self, event):
             progress = event.progress
-            values = {
-                "input_rows": progress.numInputRows,
-                "input_rows_per_second": progress.inputRowsPerSecond or 0.0,
-                "processed_rows_per_second": progress.processedRowsPerSecond or 0.0,
-                "batch_duration_ms": float(progress.batchDuration),
-            }
+            values = progress_values(progress)
             labels = {"query": progress.name, "batch_id": progress.batchId}
             try:
                 if self.conn is None or self.conn.closed:
