@@ -179,8 +179,8 @@ class EarlyStart:
     starts (the JVM works in its own process meanwhile): the job's imports (pandas, MLflow,
     the sinks) and the registry's answer for MODEL_URI (:class:`ModelServer` started)."""
 
-    def __init__(self, settings: Settings, options: JobOptions):
-        self.settings, self.options = settings, options
+    def __init__(self, settings: Settings, options: JobOptions, zygote=None):
+        self.settings, self.options, self.zygote = settings, options, zygote
         self._model = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="early-start", daemon=True)
@@ -198,6 +198,8 @@ class EarlyStart:
             model = model_server(self.settings, self.options)
             model.start()
             self._model = model
+            if self.zygote is not None:  # the warm daemon loads it while the session starts
+                self.zygote.name_model(model.served.model_uri, self.settings.mlflow_tracking_uri)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread by model_server()
             self._error = exc
 
@@ -209,9 +211,10 @@ class EarlyStart:
         return self._model
 
 
-def start_queries(spark, settings: Settings, options: JobOptions, model=None) -> RunningJob:
+def start_queries(spark, settings: Settings, options: JobOptions, model=None, zygote=None) -> RunningJob:
     """Start the scoring and (optionally) labels queries. ``model``: a ModelServer already
-    started (see :class:`EarlyStart`); None: resolve MODEL_URI now."""
+    started (see :class:`EarlyStart`); None: resolve MODEL_URI now. ``zygote``: the warm Python
+    daemon the driver started (streaming.worker_zygote), or None."""
     from fraudops.modeling.registry import label_delay_mismatch
     from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter
     from streaming.merchant_risk import MerchantRiskCache
@@ -227,7 +230,7 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None) ->
     log.info("scoring with %s version %s (threshold %.4f)", served.name, served.version, served.threshold)
     if mismatch := label_delay_mismatch(options.label_delay_seconds, served):
         log.warning(mismatch)
-    _preload_in_workers(spark, served.model_uri, settings.mlflow_tracking_uri)
+    _preload_in_workers(spark, served.model_uri, settings.mlflow_tracking_uri, zygote)
     merchant_risk = MerchantRiskCache(spark, targets, refresh_seconds=options.merchant_refresh_seconds,
                                       label_delay=options.label_delay_seconds)
     scoring = ScoringBatchWriter(model, merchant_risk, targets, feature_store_target(settings, options),
@@ -262,7 +265,7 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None) ->
     return RunningJob(spark, queries, listener, [model, merchant_risk, scoring])
 
 
-def _preload_in_workers(spark, model_uri: str, tracking_uri: str) -> bool:
+def _preload_in_workers(spark, model_uri: str, tracking_uri: str, zygote=None) -> bool:
     """Name the served version to the job's Python daemon (streaming.worker_daemon), which loads
     it before forking workers. Only when the session runs that daemon (returns whether it
     does), and only once: the daemon is chosen by the workers' environment, so a changed value
@@ -274,6 +277,8 @@ def _preload_in_workers(spark, model_uri: str, tracking_uri: str) -> bool:
 
     context.environment.setdefault(PRELOAD_MODEL_ENV, model_uri)
     context.environment.setdefault(PRELOAD_TRACKING_ENV, tracking_uri)
+    for key, value in (zygote.worker_env() if zygote is not None else {}).items():
+        context.environment.setdefault(key, value)  # the JVM's daemon hands over to the warm one
     return True
 
 
@@ -394,7 +399,7 @@ def _cancel_stop_hang_exit() -> None:
 
 
 def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int = 20,
-              early: EarlyStart | None = None) -> int:
+              early: EarlyStart | None = None, zygote=None) -> int:
     """Run the queries; when one fails (e.g. a sink is down), stop all and restart them from
     their checkpoints with a growing pause. SIGTERM/SIGINT stop them cleanly."""
     from streaming.model_server import ModelUnavailableError
@@ -428,7 +433,7 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
             return 0
         try:
             model = early.model_server() if early is not None and attempt == 0 else None
-            job = start_queries(spark, settings, options, model=model)
+            job = start_queries(spark, settings, options, model=model, zygote=zygote)
         except ModelUnavailableError as exc:
             log.error("%s", exc)
             return 2
@@ -455,17 +460,20 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     phase("driver Python running")
+    from streaming import worker_zygote
+
+    zygote = worker_zygote.start()  # local mode: the executors' Python daemon warms up meanwhile
     settings = load_settings()
     options = parse_args(argv, settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    early = EarlyStart(settings, options).begin()  # imports and the registry while the JVM works
+    early = EarlyStart(settings, options, zygote).begin()  # imports and the registry while the JVM works
     from fraudops.spark_session import build_spark_session
 
     spark = build_spark_session("fraud-scoring-job", python_daemon_module=WORKER_DAEMON)
     spark.sparkContext.setLogLevel("WARN")
     phase("Spark session ready")
     try:
-        return supervise(spark, settings, options, early=early)
+        return supervise(spark, settings, options, early=early, zygote=zygote)
     finally:
         spark.stop()
 

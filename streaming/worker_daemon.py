@@ -36,6 +36,17 @@ def _say(message: str) -> None:
 def preload() -> None:
     """Import what a scoring task needs; load the model the driver names (if any)."""
     started = time.monotonic()
+    import_scoring_modules()
+    imported = time.monotonic()
+    model_uri, tracking_uri = os.environ.get(PRELOAD_MODEL_ENV), os.environ.get(PRELOAD_TRACKING_ENV)
+    if model_uri and tracking_uri:
+        load_model(model_uri, tracking_uri)
+        warm_explainer_of(model_uri)
+    _say(f"started at {_STARTED:.1f}, ready at {time.time():.1f}: imports {imported - started:.1f}s, model {model_uri or '-'} {time.monotonic() - imported:.1f}s")
+
+
+def import_scoring_modules() -> None:
+    """The imports of a scoring task (pandas, pyarrow, scikit-learn, MLflow, the pass)."""
     import mlflow.pyfunc  # noqa: F401
     import numpy  # noqa: F401
     import pandas  # noqa: F401
@@ -45,20 +56,26 @@ def preload() -> None:
     import sklearn.ensemble
     import sklearn.pipeline  # noqa: F401
 
+    from streaming import scoring_pass  # noqa: F401
+
+
+def load_model(model_uri: str, tracking_uri: str):
+    """The registry pyfunc at ``model_uri`` into the per-worker model cache (what workers inherit)."""
+    from fraudops.modeling.registry import ServedModel
     from streaming import scoring_pass
 
-    imported = time.monotonic()
-    model_uri, tracking_uri = os.environ.get(PRELOAD_MODEL_ENV), os.environ.get(PRELOAD_TRACKING_ENV)
-    if model_uri and tracking_uri:
-        from fraudops.modeling.registry import ServedModel
+    # worker_model keys its cache by the pinned URI only
+    return scoring_pass.worker_model(ServedModel(name="", version="", model_uri=model_uri, threshold=0.0,
+                                                 feature_set_version="", run_id=None), tracking_uri)
 
-        # worker_model keys its cache by the pinned URI only
-        model = scoring_pass.worker_model(ServedModel(name="", version="", model_uri=model_uri, threshold=0.0,
-                                                      feature_set_version="", run_id=None), tracking_uri)
-        loaded = time.monotonic()
-        _warm_explainer(model)
-        _say(f"alert explainer ready in {time.monotonic() - loaded:.1f}s")
-    _say(f"started at {_STARTED:.1f}, ready at {time.time():.1f}: imports {imported - started:.1f}s, model {model_uri or '-'} {time.monotonic() - imported:.1f}s")
+
+def warm_explainer_of(model_uri: str) -> None:
+    """Warm the alert explainer of a model already in the cache (see _warm_explainer)."""
+    from streaming import scoring_pass
+
+    began = time.monotonic()
+    _warm_explainer(scoring_pass._MODELS[model_uri])
+    _say(f"alert explainer ready in {time.monotonic() - began:.1f}s")
 
 
 def _warm_explainer(model) -> None:
@@ -79,6 +96,11 @@ def _warm_explainer(model) -> None:
 
 
 def main() -> None:
+    from streaming import worker_zygote
+
+    zygote = os.environ.get(worker_zygote.ZYGOTE_ENV)
+    if zygote and worker_zygote.hand_over(zygote):
+        worker_zygote.proxy_until_exit()  # the warm daemon serves the JVM; never returns
     # anything a library prints while importing must not reach the JVM's end of stdout
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
@@ -87,14 +109,20 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - only a head start: the workers load what they need
         _say(f"preload failed ({type(exc).__name__}: {exc}); workers load on first use")
     finally:
-        # what the daemon holds now is shared with every worker (copy-on-write): keep the
-        # workers' garbage collector off it, or each worker's first full collection walks (and
-        # copies) the preloaded modules' objects
-        gc.collect()
-        gc.freeze()
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
         os.close(saved_stdout)
+    freeze_and_serve()
+
+
+def freeze_and_serve() -> None:
+    """pyspark's daemon loop, once what this process holds is frozen out of the workers' GC."""
+    # what the daemon holds now is shared with every worker (copy-on-write): keep the workers'
+    # garbage collector off it, or each worker's first full collection walks (and copies) the
+    # preloaded modules' objects
+    gc.collect()
+    gc.freeze()
+    sys.stdout.flush()
     from pyspark import daemon
 
     daemon.manager()
