@@ -121,10 +121,11 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	@$(MAKE) --no-print-directory stream-bg
 	@echo "== analyst portal (background; log .stack/logs/portal.log)"
 	@$(MAKE) --no-print-directory portal-bg && $(PY) -m devstack.portal_demo
-	@echo "== 3/4 live transactions: $(DEMO_LIVE) at $(DEMO_RATE)/s plus the seed's two scenarios"
+	@echo "== 3/4 the seed's two scenarios (the job's first batch), then $(DEMO_LIVE) live transactions at $(DEMO_RATE)/s"
 	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
-	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
 	$(PY) -m devstack.demo send-seed-scenarios --run-tag $$tag && \
+	$(PY) -m devstack.demo wait-scored --run-tag $$tag && \
+	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
 	echo "== 4/4 waiting until every message is scored" && \
 	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
 	@echo "(the job keeps running: make demo-stop stops the job and the stack)"

@@ -39,10 +39,12 @@ def test_summary_reports_start_up_wait_apart_from_steady_latency(settings, pg_co
 
     with pg_conn.cursor() as cur:
         cur.execute(f'SET search_path TO "{schema}"')
+    pg_conn.commit()  # kept across the rollbacks of the polling
     print_summary(pg_conn, settings, since, [m["transaction_id"] for m in seed_messages_for_run("none")])
     out = capsys.readouterr().out
 
     assert "transactions scored : 40" in out
+    assert "throughput          : 1 tx/s over the rows produced after the first commit (32.0 s;" in out  # 30 rows, 13 s -> 45 s
     assert "first commit        : 12.0 s after the first message" in out
     steady = next(line for line in out.splitlines() if line.startswith("end-to-end latency"))
     assert "over 30 rows produced after the first commit" in steady
@@ -50,3 +52,17 @@ def test_summary_reports_start_up_wait_apart_from_steady_latency(settings, pg_co
     assert "p95 3.00 s" in steady  # 3 of 30 rows at 3 s: the 95th percentile interpolates to 3.00
     every = next(line for line in out.splitlines() if "all rows" in line)
     assert "p50 1.00 s" in every and "start-up wait included" in every
+
+
+def test_wait_scored_sees_the_scenarios_once_committed(pg_conn, schema):
+    from devstack.demo import wait_until_scored
+
+    rows = scored_rows(history_since(days=1, customers=5, seed=6).head(2).reset_index(drop=True))
+    insert_scored(pg_conn, schema, rows, with_alerts=False)
+    with pg_conn.cursor() as cur:
+        cur.execute(f'SET search_path TO "{schema}"')
+    pg_conn.commit()  # kept across the rollbacks of the polling
+    ids = rows["transaction_id"].tolist()
+    assert wait_until_scored(pg_conn, ids, timeout=5)
+    assert not wait_until_scored(pg_conn, [*ids, "TXN_never_sent"], timeout=1)
+    assert wait_until_scored(pg_conn, ids[:1], timeout=1)  # still reading the planted schema
