@@ -227,9 +227,11 @@ def _zygote(socket_path: str) -> int:
         imported_at = time.monotonic()
         worker_daemon.import_scoring_modules()
         imports = time.monotonic() - imported_at
+        preloaded = time.time()
         model = {"uri": None, "seconds": 0.0}
 
         def load(uri: str | None, tracking_uri: str | None) -> None:
+            """The model and its alert explainer (the first alert's numba kernel), once."""
             if uri and tracking_uri and model["uri"] is None:
                 began = time.monotonic()
                 try:
@@ -239,6 +241,11 @@ def _zygote(socket_path: str) -> int:
                     _say(f"preload of {uri} failed ({type(exc).__name__}: {exc})")
                     model["uri"] = "-"
                 model["seconds"] = time.monotonic() - began
+                if model["uri"] != "-":
+                    try:
+                        worker_daemon.warm_explainer_of(uri)
+                    except Exception as exc:  # noqa: BLE001 - only a warm-up: the first alert pays it
+                        _say(f"alert explainer warm-up failed ({type(exc).__name__}: {exc})")
 
         # wait for the driver's model (stdin) or the JVM's daemon (socket), whichever comes first
         pending: socket.socket | None = None
@@ -253,6 +260,7 @@ def _zygote(socket_path: str) -> int:
                 for line in lines.take():
                     named = json.loads(line)
                     load(named.get("model_uri"), named.get("tracking_uri"))
+                    preloaded = time.time()
             if listener in ready:
                 pending, _ = listener.accept()
                 msg, fds, _flags, _addr = socket.recv_fds(pending, 1 << 20, 3)
@@ -273,14 +281,12 @@ def _zygote(socket_path: str) -> int:
             _send_message(pending, {"status": "declined", "reason": f"environment differs: {', '.join(differs)}"
                                     if differs else "no pipes"})
             return 0
+        came = time.time()
+        # the driver's model, or the one the JVM's daemon names (not named: loaded on first use)
         load(env.get(worker_daemon.PRELOAD_MODEL_ENV), env.get(worker_daemon.PRELOAD_TRACKING_ENV))
-        if model["uri"] not in (None, "-"):  # else the workers load on first use, as with the JVM's daemon
-            try:
-                worker_daemon.warm_explainer_of(model["uri"])
-            except Exception as exc:  # noqa: BLE001 - only a warm-up: the first alert pays it
-                _say(f"alert explainer warm-up failed ({type(exc).__name__}: {exc})")
         _say(f"started at {_STARTED:.1f}, ready at {time.time():.1f}: imports {imports:.1f}s, "
-             f"model {model['uri'] or '-'} {model['seconds']:.1f}s (warm daemon, taken over by {request['pid']})")
+             f"model {model['uri'] or '-'} {model['seconds']:.1f}s (warm daemon, preloaded at {preloaded:.1f}, "
+             f"taken over by {request['pid']} at {came:.1f})")
         _send_message(pending, {"status": "ready", "pid": os.getpid()})
         ready, _, _ = select.select([pending], [], [], HANDOVER_TIMEOUT_SECONDS)
         if not ready or pending.recv(1) != b"G":
