@@ -136,10 +136,56 @@ def worker_producer(targets: SinkTargets):
 # ---------------------------------------------------------------- the steps
 
 def features_json(featured: pd.DataFrame) -> list[str]:
-    """The feature vector of each row as strict JSON (NaN and infinities become null)."""
+    """The feature vector of each row as strict JSON (NaN and infinities become null).
+
+    The same text as :func:`features_json_reference`, faster: no ``replace`` when no value is
+    an infinity (checked on the float columns; object columns must hold only strings and
+    missing values, else the reference runs), and one JSON array cut at its row boundaries
+    instead of ``lines=True`` (which converts the array to lines in a second pass) and
+    ``splitlines``. A row boundary is ``},{"<first column>":``: inside a JSON string a quote is
+    always escaped, so that text only occurs between two rows of a flat record.
+    """
+    frame = featured[FEATURE_COLUMNS]
+    if not len(frame) or not _finite_and_plain(frame):
+        return features_json_reference(featured)
+    text = frame.to_json(orient="records", double_precision=15)
+    head = '{"' + FEATURE_COLUMNS[0] + '":'  # the first key: a feature name, no character to escape
+    rows = text[1:-1].split("}," + head)
+    if len(rows) == 1:
+        return [text[1:-1]]
+    last = len(rows) - 1
+    return [rows[0] + "}", *[head + row + "}" for row in rows[1:last]], head + rows[last]]
+
+
+def features_json_reference(featured: pd.DataFrame) -> list[str]:
+    """The reference of :func:`features_json` (the tests compare the two on hostile frames)."""
     frame = featured[FEATURE_COLUMNS].replace([np.inf, -np.inf], np.nan)
     text = frame.to_json(orient="records", lines=True, double_precision=15)
     return text.splitlines() if text else []
+
+
+def _finite_and_plain(frame: pd.DataFrame) -> bool:
+    """No infinity in a float column; object columns hold only strings and missing values."""
+    from pandas.api.types import is_float_dtype, is_integer_dtype
+
+    for name in frame.columns:
+        values = frame[name]
+        dtype = values.dtype
+        if dtype == np.dtype(object):
+            if not _only_strings(values.to_numpy()):
+                return False
+        elif is_float_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            if np.isinf(values.to_numpy()).any():
+                return False
+        elif not (is_integer_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype)):
+            return False
+    return True
+
+
+def _only_strings(values: np.ndarray) -> bool:
+    from pandas._libs import lib
+
+    return bool(lib.is_string_array(values, skipna=True))
 
 
 def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str) -> pd.DataFrame:
