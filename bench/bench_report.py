@@ -147,6 +147,33 @@ def latency_table(results: dict) -> list[str]:
     return lines
 
 
+BATCH_PHASES = (("rows", "rows", 0), ("trigger_execution_ms", "whole trigger (ms)", 0),
+                ("latest_offset_ms", "latestOffset (ms)", 0), ("wal_commit_ms", "walCommit (ms)", 0),
+                ("query_planning_ms", "planning (ms)", 0), ("add_batch_ms", "addBatch (ms)", 0),
+                ("handler_to_task_seconds", "handler -> Python task (s)", 3),
+                ("task_records_seconds", "Kafka records to the task (s)", 3), ("pass_seconds", "the pass (s)", 3),
+                ("task_to_handler_seconds", "task -> handler (s)", 3), ("commit_offsets_ms", "commitOffsets (ms)", 0))
+
+
+def batch_table(results: dict) -> list[str]:
+    """Median / p95 of each micro-batch phase per latency phase (the job's monitoring_metrics:
+    Spark's durationMs from its progress listener, the handler's own split)."""
+    phases = [(run, phase) for run in _get(results, "streaming", "runs", default=[]) or []
+              for phase in run.get("latency", []) if _get(phase, "batches", "summary")]
+    if not phases:
+        return ["(not measured)"]
+    lines = ["| phase of a micro-batch | " + " | ".join(f"{_fmt(p['target_rate'], 0)} tx/s median / p95"
+                                                     for _, p in phases) + " |",
+             "|---|" + "---|" * len(phases)]
+    for key, title, digits in BATCH_PHASES:
+        cells = []
+        for _, phase in phases:
+            values = phase["batches"]["summary"].get(key)
+            cells.append("" if not values else f"{_fmt(values['median'], digits)} / {_fmt(values['p95'], digits)}")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def scoring_table(results: dict) -> list[str]:
     stage = _get(results, "scoring", "scoring_stage") or {}
     seed = _get(results, "scoring", "seed_vs_ours") or {}
@@ -191,6 +218,7 @@ def render(results: dict) -> str:
     sections = [("Targets (bench/RESULTS.json)", targets_table),
                 ("End-to-end streaming (spark-submit job)", streaming_table),
                 ("End-to-end latency at fixed rates (Kafka timestamp -> PostgreSQL)", latency_table),
+                ("Where a micro-batch's time goes in the job (per latency phase)", batch_table),
                 ("Scoring step, the seed's batch path, batch cost vs users in the store", scoring_table),
                 ("Where a micro-batch's time goes (the pass's steps, in process)", stages_table)]
     body = []

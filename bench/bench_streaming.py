@@ -8,6 +8,10 @@ Writes: its own topics, PostgreSQL schema, Redis and feature-store prefixes (rem
 Run:    .venv/bin/python -m bench.bench_streaming [--rate-seconds 200] [--quick] [--startup-only]
         [--model-name NAME]   (--startup-only: phases 1 and 5 only, see run_startup; also
         `python -m bench.run --only startup`)
+        A short experiment, one latency phase alone with each micro-batch's breakdown (run_latency):
+        .venv/bin/python -m bench.bench_streaming --latency-only --rates 2000 --rate-seconds 60 \
+            --warmup-seconds 10 [--trigger-seconds 0.5] [--single-rows 5] [--job-arg=--scoring-tasks
+            --job-arg=1] [--spark-conf KEY=VALUE] [--model-name NAME] [--output results.json]
 
 One job run, in this order (latency = Kafka record timestamp -> the PostgreSQL transaction that
 stored the row, per row, from ``transactions.ingested_at``; the job's own commit-time latency
@@ -52,6 +56,7 @@ from bench.bench_support import (
 )
 
 WARMUP_MESSAGES = 2_000
+TRIGGER_SECONDS = 0.5  # the scoring job's default (streaming.scoring_job --trigger-seconds)
 KILL_BACKLOG = 2_000
 
 
@@ -159,7 +164,7 @@ def kill_and_restart(settings, ns, job: JobProcess, stream: MessageStream, base:
 
 def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: int = 200_000,
         rates: tuple[float, ...] = (2_000.0, 500.0), rate_seconds: float = 200.0, warmup_seconds: float = 20.0,
-        partitions: int = 4, trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+        partitions: int = 4, trigger_seconds: float = TRIGGER_SECONDS, max_offsets_per_trigger: int = 50_000,
         timeout: float = 1800, model=None) -> dict:
     """The phases above in one job run; returns the results."""
     model, ns, job = _job_of_a_new_namespace(settings, scratch, partitions, trigger_seconds,
@@ -177,7 +182,8 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
         result["throughput"] = measure_throughput(settings, ns, job, stream.take(throughput_messages), done, timeout)
         done += throughput_messages
         for rate in rates:
-            phase = measure_latency(settings, ns, job, stream, rate, rate_seconds, warmup_seconds, done, timeout)
+            phase = measure_latency(settings, ns, job, stream, rate, rate_seconds, warmup_seconds, done, timeout,
+                                    batches=True)
             result["latency"].append(phase)
             done += phase["messages"]
         result["single_row"] = single_row_batches(settings, ns, job, stream, done)
@@ -194,7 +200,7 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
 
 def run_latency(settings, scratch: Path, rates: tuple[float, ...] = (2_000.0,), rate_seconds: float = 60.0,
                 warmup_seconds: float = 15.0, customers: int = 20_000, partitions: int = 4,
-                trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+                trigger_seconds: float = TRIGGER_SECONDS, max_offsets_per_trigger: int = 50_000,
                 spark_conf: dict[str, str] | None = None, job_args: list[str] | None = None,
                 single_rows: int = 0, timeout: float = 900, model=None) -> dict:
     """Only the fixed-rate latency phases (3 above), each with its micro-batches' breakdown: a
@@ -278,7 +284,7 @@ def start_phases(log_text: str, after: int = 0) -> dict:
 
 
 def run_startup(settings, scratch: Path, customers: int = 20_000, between_messages: int = 50_000,
-                partitions: int = 4, trigger_seconds: float = 1.0, max_offsets_per_trigger: int = 50_000,
+                partitions: int = 4, trigger_seconds: float = TRIGGER_SECONDS, max_offsets_per_trigger: int = 50_000,
                 timeout: float = 900, model=None) -> dict:
     """Only phases 1 and 5 above: start (first row after start), ``between_messages`` stored
     (so PostgreSQL holds what a restart reads, e.g. the merchant snapshot's 30 days), SIGKILL
@@ -337,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only the fixed-rate latency phases (--rates), with each micro-batch's breakdown")
     parser.add_argument("--rates", default="2000,500", help="offered rates of the latency phases (tx/s, comma-separated)")
     parser.add_argument("--warmup-seconds", type=float, default=20.0, help="left out at the start of each rate phase")
-    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--trigger-seconds", type=float, default=TRIGGER_SECONDS,
+                        help="the job's trigger interval (its default, streaming.scoring_job)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the transactions topic")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",

@@ -234,7 +234,7 @@ class JobProcess:
     _sampling: bool = field(default=False, repr=False)
 
     @classmethod
-    def build(cls, ns: BenchNamespace, model_name: str, log_path: Path, trigger_seconds: float = 1.0,
+    def build(cls, ns: BenchNamespace, model_name: str, log_path: Path, trigger_seconds: float = 0.5,
               max_offsets_per_trigger: int = 50_000, driver_memory: str = "3g",
               shuffle_partitions: int = 4, spark_conf: dict[str, str] | None = None,
               job_args: list[str] | None = None) -> JobProcess:

@@ -84,7 +84,7 @@ class JobOptions:
     """Everything the job needs besides the settings (each has a CLI flag)."""
 
     checkpoint_dir: Path
-    trigger_seconds: float = 1.0
+    trigger_seconds: float = 0.5
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int = 50_000
     pg_schema: str = "public"
@@ -98,7 +98,7 @@ class JobOptions:
     label_delay_seconds: float = 3600.0  # when a label becomes usable for the merchant features
     with_labels: bool = True
     query_prefix: str = ""
-    scoring_tasks: int = 1
+    scoring_tasks: int = 2
 
 
 def sink_targets(settings: Settings, options: JobOptions):
@@ -216,7 +216,7 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None, zy
     started (see :class:`EarlyStart`); None: resolve MODEL_URI now. ``zygote``: the warm Python
     daemon the driver started (streaming.worker_zygote), or None."""
     from fraudops.modeling.registry import label_delay_mismatch
-    from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter
+    from streaming.batch_handlers import LabelsBatchWriter, ScoringBatchWriter, scoring_write_options
     from streaming.merchant_risk import MerchantRiskCache
     from streaming.metrics import progress_listener
     from streaming.sinks import pg_connect
@@ -250,7 +250,8 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None, zy
         queries.append(
             kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
             .foreachBatch(_FirstBatch(scoring, merchant_risk))
-            .option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT)).trigger(**trigger).start())
+            .option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT)).options(**scoring_write_options())
+            .trigger(**trigger).start())
         if options.with_labels:
             labels_topic = options.labels_topic or settings.kafka_labels_topic
             queries.append(
@@ -318,7 +319,7 @@ def _auditor(targets):
 def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     parser = argparse.ArgumentParser(description="Spark Structured Streaming fraud scoring job")
     parser.add_argument("--checkpoint-dir", type=Path, default=settings.checkpoint_dir / "scoring-job")
-    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--trigger-seconds", type=float, default=0.5)
     parser.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
     parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
     parser.add_argument("--pg-schema", default="public")
@@ -332,7 +333,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     parser.add_argument("--label-delay", default="1h", help="how long after a transaction its label is known "
                         "(30m, 1h, 7d or seconds); a warning when the served version was trained with another")
     parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
-    parser.add_argument("--scoring-tasks", type=int, default=1,
+    parser.add_argument("--scoring-tasks", type=int, default=2,
                         help="Python tasks per micro-batch (users hashed over them; 1: no shuffle)")
     args = parser.parse_args(argv)
     for name in ("trigger_seconds", "model_refresh_seconds", "merchant_refresh_seconds"):
