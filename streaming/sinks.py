@@ -93,6 +93,8 @@ def _text_column(values: pd.Series) -> list[str]:
         if values.dt.tz is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
         utc = values.to_numpy("datetime64[us]")
+        if len(utc) > 1 and not np.isnat(utc[0]) and (utc == utc[0]).all():  # one time (scored_at): formatted once
+            return [f"{np.datetime_as_string(utc[0], unit='us')}+00"] * len(utc)
         out = np.char.add(np.datetime_as_string(utc, unit="us"), "+00").astype(object)
         out[np.isnat(utc)] = _COPY_NULL
         return out.tolist()
@@ -102,7 +104,11 @@ def _text_column(values: pd.Series) -> list[str]:
         return values.to_numpy().astype(str).tolist()
     if pd.api.types.is_float_dtype(values) and not isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
         numbers = values.to_numpy("float64")
-        out = [repr(v) for v in numbers.tolist()]  # as str(float): the shortest exact text
+        if not len(numbers):
+            return []
+        # repr of each float (as str(float): the shortest exact text), in one C call: a list's repr
+        # is its items' reprs joined by ", ", which no float's repr contains
+        out = repr(numbers.tolist())[1:-1].split(", ")
         for i in np.flatnonzero(np.isnan(numbers)).tolist():
             out[i] = _COPY_NULL
         return out

@@ -119,3 +119,48 @@ def test_one_thread_limits_the_native_pools_and_restores_them():
     with one_thread():
         assert all(p["num_threads"] == 1 for p in threadpool_info() if p["filepath"] in before)
     assert {p["filepath"]: p["num_threads"] for p in threadpool_info()} == before
+
+
+def _old_float_text(values: pd.Series) -> list[str]:
+    """streaming.sinks' float column as it was (a repr per value): the reference."""
+    numbers = values.to_numpy("float64")
+    out = [repr(v) for v in numbers.tolist()]
+    for i in np.flatnonzero(np.isnan(numbers)).tolist():
+        out[i] = "\\N"
+    return out
+
+
+def _old_time_text(values: pd.Series) -> list[str]:
+    """streaming.sinks' timestamp column as it was (no shortcut for one repeated time): the reference."""
+    if values.dt.tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    utc = values.to_numpy("datetime64[us]")
+    out = np.char.add(np.datetime_as_string(utc, unit="us"), "+00").astype(object)
+    out[np.isnat(utc)] = "\\N"
+    return out.tolist()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 1000])
+def test_copy_text_of_float_columns_is_each_values_repr(rows):
+    from streaming.sinks import _text_column
+
+    rng = np.random.default_rng(rows)
+    hostile = np.array([*HOSTILE_NUMBERS, np.inf, -np.inf, 1e300, -1e-300, 0.5, 1e22, 1e-7])
+    for values in (pd.Series(rng.choice(hostile, rows)), pd.Series(rng.normal(0, 1e6, rows)),
+                   pd.Series(np.full(rows, 0.37)), pd.Series(rng.random(rows).astype("float32"))):
+        assert _text_column(values) == _old_float_text(values)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 500])
+def test_copy_text_of_a_repeated_time_is_the_reference_text(rows):
+    from streaming.sinks import _text_column
+
+    now = pd.Timestamp("2026-12-01 06:30:01.123456", tz="UTC")
+    cases = [pd.Series([now] * rows, dtype="datetime64[us, UTC]"),
+             pd.Series([now.tz_convert("Asia/Kolkata")] * rows, dtype="datetime64[ns, Asia/Kolkata]"),
+             pd.Series([now.tz_localize(None)] * rows, dtype="datetime64[us]"),
+             pd.Series([pd.NaT] * rows, dtype="datetime64[us, UTC]"),
+             pd.Series(pd.date_range(now, periods=rows, freq="37ms")),
+             pd.Series([now] * rows, dtype="datetime64[us, UTC]").where(np.arange(rows) % 3 != 1)]  # NaT between
+    for values in cases:
+        assert _text_column(values) == _old_time_text(values)
