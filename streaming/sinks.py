@@ -113,14 +113,26 @@ def _text_column(values: pd.Series) -> list[str]:
             out[i] = _COPY_NULL
         return out
     raw = values.to_numpy(object)
-    null = pd.isna(raw)
-    out = [v if type(v) is str else _text_value(v) for v in raw.tolist()]
+    if _all_strings(raw):  # the common case: no null to find, no value to convert
+        out = raw.tolist()
+        null = None
+    else:
+        null = pd.isna(raw)
+        out = [v if type(v) is str else _text_value(v) for v in raw.tolist()]
     joined = "".join(out)  # a null is "" here
     if any(special in joined for special in _SPECIALS):
         out = [v.translate(_COPY_ESCAPES) for v in out]
-    for i in np.flatnonzero(null).tolist():
-        out[i] = _COPY_NULL
+    if null is not None:
+        for i in np.flatnonzero(null).tolist():
+            out[i] = _COPY_NULL
     return out
+
+
+def _all_strings(raw: np.ndarray) -> bool:
+    """Every value is a ``str`` (no None, NaN or other type): one C pass."""
+    from pandas._libs import lib
+
+    return bool(len(raw)) and bool(lib.is_string_array(raw, skipna=False))
 
 
 def _text_value(value) -> str:

@@ -164,3 +164,32 @@ def test_copy_text_of_a_repeated_time_is_the_reference_text(rows):
              pd.Series([now] * rows, dtype="datetime64[us, UTC]").where(np.arange(rows) % 3 != 1)]  # NaT between
     for values in cases:
         assert _text_column(values) == _old_time_text(values)
+
+
+def _old_object_text(values: pd.Series) -> list[str]:
+    """streaming.sinks' text column as it was (pd.isna and a conversion check on every value): the reference."""
+    from streaming.sinks import _COPY_ESCAPES, _SPECIALS, _text_value
+
+    raw = values.to_numpy(object)
+    null = pd.isna(raw)
+    out = [v if type(v) is str else _text_value(v) for v in raw.tolist()]
+    joined = "".join(out)
+    if any(special in joined for special in _SPECIALS):
+        out = [v.translate(_COPY_ESCAPES) for v in out]
+    for i in np.flatnonzero(null).tolist():
+        out[i] = "\\N"
+    return out
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 400])
+def test_copy_text_of_text_columns_is_the_reference_text(rows):
+    from streaming.sinks import _text_column
+
+    rng = np.random.default_rng(rows)
+    strings = np.array([*HOSTILE_STRINGS, np.str_("np"), "back\\slash", "cr\r"], dtype=object)
+    odd = np.array([None, np.nan, pd.NA, pd.NaT, 3, 2.5, True, np.float64("inf"),
+                    pd.Timestamp("2026-12-01 06:00", tz="UTC"), "plain"], dtype=object)
+    for values in (pd.Series(rng.choice(strings, rows), dtype=object), pd.Series(rng.choice(odd, rows), dtype=object),
+                   pd.Series(["same"] * rows, dtype=object), pd.Series([None] * rows, dtype=object),
+                   pd.Series(rng.choice(np.array(["ok", "also ok"], dtype=object), rows), dtype=object)):
+        assert _text_column(values) == _old_object_text(values)
