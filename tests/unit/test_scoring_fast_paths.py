@@ -193,3 +193,12 @@ def test_copy_text_of_text_columns_is_the_reference_text(rows):
                    pd.Series(["same"] * rows, dtype=object), pd.Series([None] * rows, dtype=object),
                    pd.Series(rng.choice(np.array(["ok", "also ok"], dtype=object), rows), dtype=object)):
         assert _text_column(values) == _old_object_text(values)
+
+
+def test_the_feature_store_command_packer_gives_the_reference_bytes():
+    from features.online import _resp_command, _resp_command_bytes
+
+    ascii_args = ["EVALSHA", "f" * 40, 3, "p:fs:user:U1", "", 17, 1.5, np.int64(9), -1, "a\x1fb\x00c\r\n$*"]
+    for args in (ascii_args, [*ascii_args, "ü€😀 user"], ["é"], [], [0], ["\x7f", "tab\t"]):
+        assert _resp_command(args) == _resp_command_bytes(args)
+    assert _resp_command(["GET", "k€"]) == b"*2\r\n$3\r\nGET\r\n$4\r\nk\xe2\x82\xac\r\n"
