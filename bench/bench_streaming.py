@@ -202,15 +202,18 @@ def run_latency(settings, scratch: Path, rates: tuple[float, ...] = (2_000.0,), 
                 warmup_seconds: float = 15.0, customers: int = 20_000, partitions: int = 4,
                 trigger_seconds: float = TRIGGER_SECONDS, max_offsets_per_trigger: int = 50_000,
                 spark_conf: dict[str, str] | None = None, job_args: list[str] | None = None,
-                single_rows: int = 0, timeout: float = 900, model=None) -> dict:
+                single_rows: int = 0, backlog: int = 0, timeout: float = 900, model=None) -> dict:
     """Only the fixed-rate latency phases (3 above), each with its micro-batches' breakdown: a
     short experiment (e.g. one trigger interval or Spark setting against another) that takes
     ~30 s of start-up plus ``rate_seconds`` per rate. The job is warm before the first phase
-    (a backlog of WARMUP_MESSAGES stored, then 10 s at the first rate not measured)."""
+    (a backlog of WARMUP_MESSAGES stored, then 10 s at the first rate not measured).
+    ``backlog``: that many more messages stored first (as fast as the job goes), so PostgreSQL
+    holds what the full run's latency phases find there (its throughput phase's 200,000 rows:
+    e.g. the merchant snapshot's refresh reads them)."""
     model, ns, job = _job_of_a_new_namespace(settings, scratch, partitions, trigger_seconds,
                                              max_offsets_per_trigger, model, spark_conf, job_args)
     stream = MessageStream(customers, expected=int(sum(rates) * rate_seconds + rates[0] * 10) + WARMUP_MESSAGES
-                           + single_rows + 1_000)
+                           + single_rows + backlog + 1_000)
     result = {"partitions": partitions, "trigger_seconds": trigger_seconds, "customers": customers,
               "max_offsets_per_trigger": max_offsets_per_trigger, "spark_conf": spark_conf or {},
               "job_args": job_args or [], "job_log": str(job.log_path), "latency": []}
@@ -220,6 +223,9 @@ def run_latency(settings, scratch: Path, rates: tuple[float, ...] = (2_000.0,), 
         result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
         wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
         done = WARMUP_MESSAGES
+        if backlog:
+            result["backlog"] = measure_throughput(settings, ns, job, stream.take(backlog), done, timeout)
+            done += backlog
         settle = stream.take(int(rates[0] * 10))
         produce(settings, ns.topic, settle, rate=rates[0])
         done += len(settle)
@@ -351,6 +357,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="more spark-submit --conf (repeatable)")
     parser.add_argument("--job-arg", action="append", default=[], metavar="FLAG",
                         help="more flags of the scoring job, e.g. --job-arg=--scoring-tasks --job-arg=2")
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="--latency-only: this many messages stored first, as in the full run's throughput phase")
     parser.add_argument("--single-rows", type=int, default=0,
                         help="--latency-only: then this many lone messages 3 s apart (single-row batches)")
     parser.add_argument("--output", type=Path, default=None, help="also write the results (JSON) here")
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
         elif args.latency_only:
             results = run_latency(settings, Path(scratch), rates, args.rate_seconds, args.warmup_seconds,
                                   args.customers, spark_conf=spark_conf, job_args=args.job_arg,
-                                  single_rows=args.single_rows, model=model, **tuning)
+                                  single_rows=args.single_rows, backlog=args.backlog, model=model, **tuning)
         elif args.quick:
             results = run(settings, Path(scratch), 2_000, 10_000, rate_seconds=20.0, warmup_seconds=5.0,
                           model=model)
