@@ -25,7 +25,9 @@ since spark-submit, see bench/STARTUP.md): the registry look-up and the job's im
 thread while the JVM builds the Spark session; the executors' Python daemon is
 streaming.worker_daemon, which imports pandas, scikit-learn, MLflow and loads the served
 version once before it forks workers (a one-row keep-warm job starts it as soon as the version
-is known); the merchant snapshot is read while the queries start, and the first micro-batch
+is known); in local mode the driver starts that work at its first line in a warm daemon
+(streaming.worker_zygote) which the JVM's daemon hands its pipes to (FRAUDOPS_WORKER_PREWARM=0:
+off); the merchant snapshot is read while the queries start, and the first micro-batch
 waits for it. The checkpoint keeps the offsets, so a restart repeats nothing else.
 
 Run (local stack):

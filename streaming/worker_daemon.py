@@ -12,6 +12,10 @@ model cache (streaming.scoring_pass.worker_model) the forked workers inherit. Th
 scores is still the registry pyfunc, loaded by MLflow; a later version is loaded by the workers
 as before. Nothing here is required: a failed preload is logged and the workers load as usual.
 
+In local mode the driver has usually done all of that already in a warm daemon
+(streaming.worker_zygote, named by FRAUDOPS_WORKER_ZYGOTE): this daemon then hands it its pipes
+and environment and only proxies signals; it preloads itself when there is none to take over.
+
 Only imports and unpickling happen before fork: no OpenMP parallel region (scikit-learn's
 predict) runs in the daemon, so the forked workers' OpenMP is intact.
 """
