@@ -63,6 +63,18 @@ def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
 
 
+def _settled(worker: int, timeout: float = 60) -> None:
+    """Wait until a forked worker runs its own signal handlers (pyspark.daemon.worker resets
+    SIGHUP, which the daemon ignores, to the default): a daemon's shutdown SIGHUP ends it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ignored = next(line for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+                       if line.startswith("SigIgn:"))
+        if not int(ignored.split()[1], 16) & (1 << (signal.SIGHUP - 1)):
+            return
+        time.sleep(0.05)
+
+
 def _gone(pid: int, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,6 +117,7 @@ def test_sigterm_to_the_jvm_daemon_stops_the_warm_one(socket_path):
     daemon = _start_jvm_daemon(_env(**{ZYGOTE_ENV: socket_path}), socket_path)
     try:
         conn, worker = _ask_for_worker(daemon)
+        _settled(worker)
         daemon.send_signal(signal.SIGTERM)  # Spark's stopDaemon: Process.destroy()
         assert daemon.wait(60) == 0
         zygote.wait(60)  # pyspark's daemon loop exits (code 1) on SIGTERM, SIGHUPs its workers
