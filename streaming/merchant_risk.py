@@ -32,13 +32,13 @@ from streaming.sinks import SinkTargets, pg_connect
 log = logging.getLogger("streaming.merchant_risk")
 
 WINDOW_TRANSACTIONS_SQL = """
-SELECT transaction_id, merchant, merchant_id, transaction_time FROM transactions
-WHERE transaction_time >= %(start)s AND transaction_time <= %(end)s
+COPY (SELECT transaction_id, merchant, merchant_id, transaction_time FROM transactions
+WHERE transaction_time >= %(start)s AND transaction_time <= %(end)s) TO STDOUT WITH (FORMAT csv, HEADER true, NULL '\\N')
 """
 WINDOW_LABELS_SQL = """
-SELECT l.transaction_id, l.is_fraud, l.labeled_at, t.merchant, t.merchant_id, t.transaction_time
+COPY (SELECT l.transaction_id, l.is_fraud, l.labeled_at, t.merchant, t.merchant_id, t.transaction_time
 FROM labels l JOIN transactions t USING (transaction_id)
-WHERE t.transaction_time >= %(start)s AND t.transaction_time <= %(end)s AND l.labeled_at <= %(end)s
+WHERE t.transaction_time >= %(start)s AND t.transaction_time <= %(end)s AND l.labeled_at <= %(end)s) TO STDOUT WITH (FORMAT csv, HEADER true, NULL '\\N')
 """
 _LONGEST_WINDOW = pd.Timedelta(days=30, seconds=1)
 
@@ -50,9 +50,8 @@ def _query(cur, sql: str, params: dict) -> pd.DataFrame:
     """The query's rows as text columns (NULL -> NaN, booleans as bool), through COPY ... TO
     STDOUT and one CSV parse: ~4x less CPU than a row tuple per transaction from fetchall once
     the window holds hundreds of thousands of rows."""
-    query = cur.mogrify(sql, params).decode()
     buffer = io.StringIO()
-    cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true, NULL '\\N')", buffer)
+    cur.copy_expert(cur.mogrify(sql, params).decode(), buffer)  # values bound by mogrify, as execute does
     buffer.seek(0)
     frame = pd.read_csv(buffer, dtype=str, keep_default_na=False, na_values=["\\N"])
     for name in _BOOLEAN_COLUMNS:

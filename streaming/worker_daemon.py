@@ -44,7 +44,7 @@ def preload() -> None:
     imported = time.monotonic()
     model_uri, tracking_uri = os.environ.get(PRELOAD_MODEL_ENV), os.environ.get(PRELOAD_TRACKING_ENV)
     if model_uri and tracking_uri:
-        load_model(model_uri, tracking_uri)
+        preload_served_model(model_uri, tracking_uri)
         warm_explainer_of(model_uri)
     _say(f"started at {_STARTED:.1f}, ready at {time.time():.1f}: imports {imported - started:.1f}s, model {model_uri or '-'} {time.monotonic() - imported:.1f}s")
 
@@ -63,7 +63,7 @@ def import_scoring_modules() -> None:
     from streaming import scoring_pass  # noqa: F401
 
 
-def load_model(model_uri: str, tracking_uri: str):
+def preload_served_model(model_uri: str, tracking_uri: str):
     """The registry pyfunc at ``model_uri`` into the per-worker model cache (what workers inherit)."""
     from fraudops.modeling.registry import ServedModel
     from streaming import scoring_pass

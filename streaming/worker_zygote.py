@@ -235,7 +235,7 @@ def _zygote(socket_path: str) -> int:
             if uri and tracking_uri and model["uri"] is None:
                 began = time.monotonic()
                 try:
-                    worker_daemon.load_model(uri, tracking_uri)
+                    worker_daemon.preload_served_model(uri, tracking_uri)
                     model["uri"] = uri
                 except Exception as exc:  # noqa: BLE001 - the workers load it on first use
                     _say(f"preload of {uri} failed ({type(exc).__name__}: {exc})")
