@@ -25,7 +25,10 @@ PRODUCT_PACKAGES = ("fraudops", "features", "pipelines", "streaming", "expectati
 TOOL_VARIABLES = {"MLFLOW_RUN_ID", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_HOME",
                   "GX_ANALYTICS_ENABLED", "JAVA_HOME", "PATH", "HOME"}
 # Set by the scoring job itself for its Python workers (SparkContext.environment), never by a user: no row.
-JOB_INTERNAL_VARIABLES = {"FRAUDOPS_PRELOAD_MODEL_URI", "FRAUDOPS_PRELOAD_TRACKING_URI"}
+# the job's own process plumbing (driver -> daemon -> workers), not user settings; FRAUDOPS_WORKER_PREWARM=0
+# turns the local-mode warm daemon off (a benchmarking switch, documented in bench/STARTUP.md)
+JOB_INTERNAL_VARIABLES = {"FRAUDOPS_PRELOAD_MODEL_URI", "FRAUDOPS_PRELOAD_TRACKING_URI", "FRAUDOPS_WORKER_ZYGOTE",
+                          "FRAUDOPS_WORKER_PREWARM"}
 ENV_READ = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|environ\.setdefault\(|environ\.pop\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 ENV_NAME_CONSTANT = re.compile(r"""^\w*_ENV\s*=\s*["']([A-Z][A-Z0-9_]+)["']""", re.MULTILINE)
 
