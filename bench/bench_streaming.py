@@ -94,6 +94,16 @@ def time_to_first_new_row(settings, ns, job: JobProcess, base: int, timeout: flo
     return round(time.monotonic() - started, 1)
 
 
+def start_warm(settings, ns, job: JobProcess, stream: MessageStream, timeout: float) -> float:
+    """WARMUP_MESSAGES stored in the topic, the job started, then waited for until it has stored
+    them all; returns the seconds from start to its first stored row."""
+    produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
+    job.start()
+    first_row = time_to_first_new_row(settings, ns, job, 0, timeout)
+    wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+    return first_row
+
+
 def measure_throughput(settings, ns, job: JobProcess, messages: list, base: int, timeout: float) -> dict:
     """Produce ``messages`` at an unlimited rate while the job runs; rows/s until all stored."""
     load_before = machine_load()
@@ -174,10 +184,7 @@ def run(settings, scratch: Path, customers: int = 20_000, throughput_messages: i
               "max_offsets_per_trigger": max_offsets_per_trigger, "job_log": str(job.log_path), "latency": []}
     done = 0
     try:
-        produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
-        job.start()
-        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
-        wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+        result["first_row_after_start_s"] = start_warm(settings, ns, job, stream, timeout)
         done = WARMUP_MESSAGES
         result["throughput"] = measure_throughput(settings, ns, job, stream.take(throughput_messages), done, timeout)
         done += throughput_messages
@@ -218,10 +225,7 @@ def run_latency(settings, scratch: Path, rates: tuple[float, ...] = (2_000.0,), 
               "max_offsets_per_trigger": max_offsets_per_trigger, "spark_conf": spark_conf or {},
               "job_args": job_args or [], "job_log": str(job.log_path), "latency": []}
     try:
-        produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
-        job.start()
-        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
-        wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+        result["first_row_after_start_s"] = start_warm(settings, ns, job, stream, timeout)
         done = WARMUP_MESSAGES
         if backlog:
             result["backlog"] = measure_throughput(settings, ns, job, stream.take(backlog), done, timeout)
@@ -304,11 +308,8 @@ def run_startup(settings, scratch: Path, customers: int = 20_000, between_messag
     sampler = LoadSampler(interval=2.0)
     log_size = 0  # where the restart's part of the job log begins
     try:
-        produce(settings, ns.topic, stream.take(WARMUP_MESSAGES))
         result["load_at_start"] = machine_load()["load_1m"]
-        job.start()
-        result["first_row_after_start_s"] = time_to_first_new_row(settings, ns, job, 0, timeout)
-        wait_for_rows(settings, ns, WARMUP_MESSAGES, job, timeout)
+        result["first_row_after_start_s"] = start_warm(settings, ns, job, stream, timeout)
         done = WARMUP_MESSAGES
         if between_messages:
             produce(settings, ns.topic, stream.take(between_messages))

@@ -76,11 +76,6 @@ def registry_state(settings, name: str) -> tuple[dict[str, str], dict[str, str]]
 
 # --- models and the stream ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def history():
-    return support.small_history()
-
-
-@pytest.fixture(scope="module")
 def built_models(settings, history):
     """Two fitted and logged models (seeds 0 and 1), trained once for the module: each test
     registers copies of them under its own model name (registering is what the tests are about)."""
@@ -109,13 +104,6 @@ def register_production(settings, model_name: str, built) -> str:
     version = register_copy(settings, model_name, built)
     promote_to_production(model_name, version)
     return version
-
-
-@pytest.fixture
-def namespace(pg_conn, settings, unique_name, tmp_path):
-    ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
-    yield ns
-    support.drop_namespace(pg_conn, ns)
 
 
 def job_options(ns, model_uri: str) -> JobOptions:

@@ -34,24 +34,12 @@ POISON = [
 
 
 @pytest.fixture(scope="module")
-def history():
-    return support.small_history()
-
-
-@pytest.fixture(scope="module")
 def model_name(settings, history):
     import uuid
 
     name = f"fraud-detector-e2e-{uuid.uuid4().hex[:8]}"
     support.train_and_register(settings, name, history)
     return name
-
-
-@pytest.fixture
-def namespace(pg_conn, settings, unique_name, tmp_path):
-    ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
-    yield ns
-    support.drop_namespace(pg_conn, ns)
 
 
 def job_options(ns, model_name, **overrides) -> JobOptions:

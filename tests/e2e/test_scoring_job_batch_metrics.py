@@ -20,24 +20,12 @@ PROGRESS_PHASES = ("duration_trigger_execution_ms", "duration_add_batch_ms", "du
 
 
 @pytest.fixture(scope="module")
-def history():
-    return support.small_history()
-
-
-@pytest.fixture(scope="module")
 def model_name(settings, history):
     import uuid
 
     name = f"fraud-detector-metrics-{uuid.uuid4().hex[:8]}"
     support.train_and_register(settings, name, history)
     return name
-
-
-@pytest.fixture
-def namespace(pg_conn, settings, unique_name, tmp_path):
-    ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
-    yield ns
-    support.drop_namespace(pg_conn, ns)
 
 
 def scoring_metrics(pg_conn, ns) -> dict[int, dict[str, float]]:

@@ -49,13 +49,6 @@ def register_copy(model_name: str, built) -> str:
     return str(register_model_version(built.source, model_name, built.tags, run_id=built.run_id).version)
 
 
-@pytest.fixture
-def namespace(pg_conn, settings, unique_name, tmp_path):
-    ns = support.make_namespace(pg_conn, settings, unique_name, tmp_path)
-    yield ns
-    support.drop_namespace(pg_conn, ns)
-
-
 def job_options(ns, model_uri: str) -> JobOptions:
     return JobOptions(checkpoint_dir=ns.checkpoint_dir, trigger_seconds=0.5, pg_schema=ns.pg_schema,
                       redis_prefix=ns.redis_prefix, topic=ns.topic, labels_topic=ns.labels_topic,
