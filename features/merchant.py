@@ -308,14 +308,49 @@ def merchant_snapshot(
         label_delay: as in training (timedelta or seconds).
         valid_for: how long after as_of the snapshot stays exact (>= the refresh interval).
     """
-    delay = label_delay_micros(label_delay)
-    as_of_us = _as_of_micros(as_of, "as_of")
-    start, end = as_of_us - delay, as_of_us - delay + label_delay_micros(valid_for)
+    delay, as_of_us, start, end = _snapshot_range(as_of, label_delay, valid_for)
     events = count_events(merchant_key(transactions).to_numpy(object),
                           epoch_micros(transactions["transaction_time"]), labels)
     time_us = events["time_us"].to_numpy("int64")
-    base = events[time_us <= start].groupby(["merchant_key", "counter"], sort=True)["delta"].sum()
-    base = base[base != 0].reset_index().assign(time_us=start)[COUNT_EVENT_COLUMNS]
+    base = events[time_us <= start].groupby(["merchant_key", "counter"], sort=True)["delta"].sum().reset_index()
+    return _compact(base, events, as_of_us, delay, start, end)
+
+
+def snapshot_from_base(base: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame | None, as_of,
+                       label_delay=DEFAULT_LABEL_DELAY, valid_for=DEFAULT_SNAPSHOT_VALIDITY) -> MerchantSnapshot:
+    """:func:`merchant_snapshot`'s result from its two parts, without the whole window's rows.
+
+    Args:
+        base: each merchant's count at as_of - label_delay (columns merchant_key, counter, delta):
+            the sum of the count events at or before it, i.e. the transactions with time in
+            [e - W, e) and the fraud labels whose latest-label span holds e (computed by the
+            caller, e.g. in PostgreSQL by streaming.merchant_risk, tested equal to this module's).
+        transactions, labels: as for :func:`merchant_snapshot`, but only (at least) the
+            transactions with a count event in (as_of - label_delay, + valid_for] with ALL their
+            known labels: times in [e, e + valid_for) or [e - W, e - W + valid_for) for a window
+            W, or a label known in that range. Extra rows are harmless (their events are dropped).
+    """
+    delay, as_of_us, start, end = _snapshot_range(as_of, label_delay, valid_for)
+    events = count_events(merchant_key(transactions).to_numpy(object),
+                          epoch_micros(transactions["transaction_time"]), labels)
+    base = base.groupby(["merchant_key", "counter"], sort=True)["delta"].sum().reset_index()
+    return _compact(base, events, as_of_us, delay, start, end)
+
+
+def _snapshot_range(as_of, label_delay, valid_for) -> tuple[int, int, int, int]:
+    """(label delay, as_of, start, end) in microseconds."""
+    delay = label_delay_micros(label_delay)
+    as_of_us = _as_of_micros(as_of, "as_of")
+    return delay, as_of_us, as_of_us - delay, as_of_us - delay + label_delay_micros(valid_for)
+
+
+def _compact(base: pd.DataFrame, events: pd.DataFrame, as_of_us: int, delay: int, start: int,
+             end: int) -> MerchantSnapshot:
+    """The snapshot of non-zero ``base`` counts (sorted by merchant and counter) at start, then
+    the ``events`` in (start, end]."""
+    base = base[base["delta"] != 0].assign(time_us=start)
+    base = base.astype({"counter": "int64", "delta": "int64", "time_us": "int64"})[COUNT_EVENT_COLUMNS]
+    time_us = events["time_us"].to_numpy("int64")
     upcoming = events[(time_us > start) & (time_us <= end)][COUNT_EVENT_COLUMNS]
     compact = pd.concat([base, upcoming], ignore_index=True)
     return MerchantSnapshot(compact, as_of_us, delay, start, end)
