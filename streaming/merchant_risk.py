@@ -123,17 +123,21 @@ def _query(cur, sql: str, params: dict) -> pd.DataFrame:
     return frame
 
 
+def _queries(targets: SinkTargets, params: dict, *statements: str) -> list[pd.DataFrame]:
+    """Each COPY statement's rows (:func:`_query`), over one connection closed after."""
+    conn = pg_connect(targets)
+    try:
+        with conn.cursor() as cur:
+            return [_query(cur, sql, params) for sql in statements]
+    finally:
+        conn.close()
+
+
 def read_merchant_inputs(targets: SinkTargets, as_of: pd.Timestamp, label_delay, valid_for):
     """(transactions, labels with their transaction's merchant and time) the snapshot needs."""
     end = as_of - pd.Timedelta(microseconds=label_delay_micros(label_delay)) + pd.Timedelta(valid_for)
     params = {"start": (end - pd.Timedelta(valid_for) - _LONGEST_WINDOW).to_pydatetime(), "end": end.to_pydatetime()}
-    conn = pg_connect(targets)
-    try:
-        with conn.cursor() as cur:
-            transactions = _query(cur, WINDOW_TRANSACTIONS_SQL, params)
-            labels = _query(cur, WINDOW_LABELS_SQL, params)
-    finally:
-        conn.close()
+    transactions, labels = _queries(targets, params, WINDOW_TRANSACTIONS_SQL, WINDOW_LABELS_SQL)
     for frame, columns in ((transactions, ["transaction_time"]), (labels, ["transaction_time", "labeled_at"])):
         for name in columns:
             frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
@@ -173,13 +177,7 @@ def read_snapshot(targets: SinkTargets, as_of: pd.Timestamp, label_delay=DEFAULT
     the 30-day window never leave PostgreSQL (reading them all took 9-17 s each minute at
     600,000 rows on the benchmark's 2 loaded cores)."""
     params = snapshot_params(as_of, label_delay, valid_for)
-    conn = pg_connect(targets)
-    try:
-        with conn.cursor() as cur:
-            wide = _query(cur, WINDOW_BASE_SQL, params)
-            upcoming = _query(cur, UPCOMING_SQL, params)
-    finally:
-        conn.close()
+    wide, upcoming = _queries(targets, params, WINDOW_BASE_SQL, UPCOMING_SQL)
     counters = [f"c{k}" for k in range(N_COUNTERS)]
     base = wide.melt(id_vars="merchant_key", value_vars=counters, var_name="counter", value_name="delta")
     base = base.assign(counter=base["counter"].str[1:].astype("int64"), delta=base["delta"].astype("int64"))

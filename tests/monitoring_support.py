@@ -31,6 +31,16 @@ def drop_schema(pg_conn, name: str) -> None:
     pg_conn.commit()
 
 
+def schema_targets(settings, schema: str, redis_prefix: str = ""):
+    """streaming.sinks.SinkTargets of the local stack writing to PostgreSQL schema ``schema``
+    (Redis keys under ``redis_prefix``; no alerts topic)."""
+    from streaming.sinks import SinkTargets
+
+    return SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
+                       redis_port=settings.redis_port, redis_password=settings.redis_password,
+                       redis_prefix=redis_prefix, kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
+
+
 def history_since(days: int, customers: int, seed: int, fraud_ratio: float = 0.02,
                   end: datetime | None = None) -> pd.DataFrame:
     """Simulated history of ``days`` days ending at ``end`` (default: now, to the second)."""

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features.batch import compute_features
-from tests.monitoring_support import create_schema, drop_schema
+from tests.monitoring_support import create_schema, drop_schema, schema_targets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -50,7 +50,6 @@ def served(settings):
 def test_alerts_carry_their_reasons_to_postgres_redis_and_the_topic_payload(settings, schema, served, redis_client):
     from streaming.scoring_pass import score_rows
     from streaming.sinks import (
-        SinkTargets,
         alert_payload,
         pg_connect,
         push_alerts_to_redis,
@@ -66,9 +65,7 @@ def test_alerts_carry_their_reasons_to_postgres_redis_and_the_topic_payload(sett
     scored = score_rows(batch, served_half, settings.mlflow_tracking_uri).assign(scored_at=pd.Timestamp.now(tz="UTC"))
     assert scored["reasons"].notna().tolist() == scored["is_fraud"].tolist()
 
-    targets = SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
-                          redis_port=settings.redis_port, redis_password=settings.redis_password,
-                          redis_prefix=f"{schema}:", kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
+    targets = schema_targets(settings, schema, redis_prefix=f"{schema}:")
     conn = pg_connect(targets)
     try:
         alerts, _ = write_scored_chunk(conn, scored, targets)

@@ -11,19 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.monitoring_support import create_schema, drop_schema
+from tests.monitoring_support import create_schema, drop_schema, schema_targets
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
 def conn(settings, pg_conn, unique_name):
-    from streaming.sinks import SinkTargets, pg_connect
+    from streaming.sinks import pg_connect
 
     schema = create_schema(pg_conn, f"copy_{unique_name}")
-    targets = SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
-                          redis_port=settings.redis_port, redis_password=settings.redis_password,
-                          redis_prefix=f"{schema}:", kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
+    targets = schema_targets(settings, schema, redis_prefix=f"{schema}:")
     connection = pg_connect(targets)
     yield connection
     connection.close()

@@ -23,8 +23,14 @@ from fraudops.contract.messages import TRANSACTION_COLUMNS
 from simulator.generator import generate_history
 from simulator.independent import generate_independent
 from streaming.merchant_risk import MerchantRiskCache, read_snapshot
-from streaming.sinks import SinkTargets
-from tests.monitoring_support import count_rows, create_schema, drop_schema, insert_labels, insert_rows
+from tests.monitoring_support import (
+    count_rows,
+    create_schema,
+    drop_schema,
+    insert_labels,
+    insert_rows,
+    schema_targets,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +93,6 @@ def schema(pg_conn, unique_name):
     drop_schema(pg_conn, name)
 
 
-def targets(settings, schema: str) -> SinkTargets:
-    return SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
-                       redis_port=settings.redis_port, redis_password=settings.redis_password,
-                       redis_prefix="", kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
-
 
 def _table_rows(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[TRANSACTION_COLUMNS].copy()
@@ -115,7 +116,7 @@ def test_the_streams_snapshot_from_postgresql_equals_training(settings, pg_conn,
     insert_labels(pg_conn, schema, past, only_fraud=False, known_by=as_of.to_pydatetime())  # known by now
     zero = count_rows(pg_conn, schema, "transactions", "amount = 0")
     assert zero == int((past["amount"] == 0).sum())  # zero-amount verifications are stored (0004)
-    snapshot = read_snapshot(targets(settings, schema), as_of, DELAY, VALID_FOR)
+    snapshot = read_snapshot(schema_targets(settings, schema), as_of, DELAY, VALID_FOR)
 
     # events the stream scores during the snapshot's validity, at the merchants of the history
     rng = np.random.default_rng(0)
@@ -146,7 +147,7 @@ def test_the_cache_builds_the_snapshot_the_stream_reads(spark, settings, pg_conn
     past = generate_history(days=3, customers=20, fraud_ratio=0.05, seed=4,
                             start=(now - pd.Timedelta(days=3)).to_pydatetime())
     insert_rows(pg_conn, schema, "transactions", _table_rows(past))
-    cache = MerchantRiskCache(spark, targets(settings, schema), refresh_seconds=60, label_delay=DELAY)
+    cache = MerchantRiskCache(spark, schema_targets(settings, schema), refresh_seconds=60, label_delay=DELAY)
     cache.refresh()  # what the background thread does every refresh_seconds
     snapshot = cache.current.value
     assert snapshot.label_delay_us == DELAY.value // 1000 and snapshot.end_us - snapshot.start_us == 120_000_000

@@ -13,8 +13,7 @@ from features.merchant import DEFAULT_LABEL_DELAY
 from fraudops.contract.messages import TRANSACTION_COLUMNS
 from simulator.generator import generate_history
 from streaming.merchant_risk import MerchantRiskCache, read_snapshot
-from streaming.sinks import SinkTargets
-from tests.monitoring_support import create_schema, drop_schema, insert_rows
+from tests.monitoring_support import create_schema, drop_schema, insert_rows, schema_targets
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +28,7 @@ def targets(pg_conn, settings, unique_name):
     rows["transaction_time"] = pd.to_datetime(rows["transaction_time"], utc=True)
     rows["scored_at"] = rows["transaction_time"] + pd.Timedelta(seconds=1)
     insert_rows(pg_conn, schema, "transactions", rows)
-    yield SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
-                      redis_port=settings.redis_port, redis_password=settings.redis_password, redis_prefix="",
-                      kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
+    yield schema_targets(settings, schema)
     drop_schema(pg_conn, schema)
 
 

@@ -17,8 +17,7 @@ from features.merchant import COUNT_EVENT_COLUMNS, WINDOW_MICROS, snapshot_merch
 from fraudops.contract.messages import TRANSACTION_COLUMNS
 from simulator.generator import generate_history
 from streaming.merchant_risk import read_snapshot, read_snapshot_reference
-from streaming.sinks import SinkTargets
-from tests.monitoring_support import create_schema, drop_schema, insert_rows
+from tests.monitoring_support import create_schema, drop_schema, insert_rows, schema_targets
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +32,6 @@ def schema(pg_conn, unique_name):
     yield name
     drop_schema(pg_conn, name)
 
-
-def targets(settings, schema: str) -> SinkTargets:
-    return SinkTargets(postgres_dsn=settings.postgres_dsn, pg_schema=schema, redis_host=settings.redis_host,
-                       redis_port=settings.redis_port, redis_password=settings.redis_password,
-                       redis_prefix="", kafka_brokers=settings.kafka_brokers, alerts_topic="unused")
 
 
 def boundary_times(e: pd.Timestamp) -> list[pd.Timestamp]:
@@ -105,7 +99,7 @@ def test_the_snapshot_counted_in_postgresql_equals_the_one_from_every_row(settin
     rows = transactions[TRANSACTION_COLUMNS].assign(scored_at=transactions["transaction_time"])
     insert_rows(pg_conn, schema, "transactions", rows)
     insert_rows(pg_conn, schema, "labels", labels)
-    where = targets(settings, schema)
+    where = schema_targets(settings, schema)
 
     seen = []
     for when in (as_of, as_of + pd.Timedelta(seconds=45), as_of - pd.Timedelta(days=2, microseconds=3)):
@@ -134,5 +128,5 @@ def test_the_snapshot_counted_in_postgresql_equals_the_one_from_every_row(settin
 
 
 def test_an_empty_window_gives_an_empty_snapshot(settings, schema):
-    snapshot = read_snapshot(targets(settings, schema), pd.Timestamp.now(tz="UTC"), DELAY, VALID_FOR)
+    snapshot = read_snapshot(schema_targets(settings, schema), pd.Timestamp.now(tz="UTC"), DELAY, VALID_FOR)
     assert len(snapshot) == 0 and list(snapshot.events.columns) == COUNT_EVENT_COLUMNS
