@@ -16,7 +16,7 @@ from fraudops.settings_table import BY_NAME
 
 READY_TIMEOUT_S = 90
 # partitions of each contract topic, by the setting that names it
-TOPIC_PARTITIONS = {"KAFKA_TOPIC": 4, "KAFKA_ALERTS_TOPIC": 1, "KAFKA_LABELS_TOPIC": 1}
+TOPIC_PARTITIONS = {"KAFKA_TOPIC": 4, "KAFKA_ALERTS_TOPIC": 1, "KAFKA_LABELS_TOPIC": 1, "KAFKA_DECISIONS_TOPIC": 4}
 # the same under the default names: {"banking-transactions": 4, "fraud-alerts": 1, ...}
 DEFAULT_TOPICS = {BY_NAME[setting].default: partitions for setting, partitions in TOPIC_PARTITIONS.items()}
 BROKER_PROPERTIES = {

@@ -63,6 +63,7 @@ class Setting:
 
 KAFKA, POSTGRES, REDIS, FEATURE_STORE = "Kafka", "PostgreSQL", "Redis", "Online feature store"
 MLFLOW, PORTAL, MONITORING, LOCAL = "MLflow and the served model", "Analyst portal", "Monitoring", "Local state"
+DECISIONS = "Decision service"
 JUPYTER, BOOTSTRAP, SPARK = "Jupyter", "optional: first model", "optional: Spark"
 IMAGES, HOST_PORTS = "optional: image and host", "optional: host ports"
 _CONTAINERS_ONLY = {"local_stack": False}
@@ -117,6 +118,16 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------ the analyst portal
     Setting("PORTAL_PORT", "8050", "port of the analyst portal on 127.0.0.1", PORTAL, "portal_port", int,
             containers=False),
+    # ------------------------------------------------------------ the decision service (decisions/)
+    Setting("DECISIONS_PORT", "8060", "port of the decision API (POST /v1/decisions) on 127.0.0.1", DECISIONS,
+            "decisions_port", int, containers=False),
+    Setting("KAFKA_DECISIONS_TOPIC", "banking-decisions", "topic the decision service publishes each decided "
+            "transaction to (the streaming job records it)", DECISIONS, "kafka_decisions_topic", containers=False),
+    Setting("DECISION_TIMEOUT_MS", "50", "budget of one decision: past it the answer is the degraded mode's",
+            DECISIONS, "decision_timeout_ms", int, containers=False),
+    Setting("DECISION_DEGRADED_MODE", "review", "answer when the feature store or the model is unavailable: "
+            "review, or approve-and-flag (approve, flagged degraded for the stream to score)", DECISIONS,
+            "decision_degraded_mode", containers=False),
     # ------------------------------------------------------------ monitoring
     Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
             "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),

@@ -74,6 +74,28 @@ def choose_threshold(y_true: Sequence, scores: Sequence, objective: str = THRESH
                            float(f1[best]))
 
 
+DECLINE_MIN_PRECISION = 0.9  # a decline stops a payment: only where validation precision reaches this
+
+
+def choose_decline_threshold(y_true: Sequence, scores: Sequence, review_threshold: float,
+                             min_precision: float = DECLINE_MIN_PRECISION) -> float:
+    """The score at or above which the decision service declines: the lowest threshold, not
+    below ``review_threshold``, whose validation precision is at least ``min_precision``
+    (recall as high as that precision allows). When no threshold reaches it, the highest
+    validation score of a fraud plus a hair: almost nothing is declined, everything above the
+    review threshold goes to review.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    labels, values = _as_labels(y_true), np.asarray(scores, dtype="float64")
+    _check_lengths(labels, values)
+    precision, _, thresholds = precision_recall_curve(labels, values)
+    ok = (precision[:-1] >= min_precision) & (thresholds >= review_threshold)
+    if ok.any():
+        return float(thresholds[np.flatnonzero(ok)[0]])
+    return float(np.nextafter(max(values.max(), review_threshold), np.inf))
+
+
 def ranking_metrics(y_true: Sequence, scores: Sequence) -> dict[str, float]:
     """AUC ROC and average precision (NaN when the rows hold a single class), plus the fraud rate."""
     from sklearn.metrics import average_precision_score, roc_auc_score

@@ -51,6 +51,7 @@ from pipelines.common import (
 )
 from pipelines.evaluation_metrics import (
     THRESHOLD_OBJECTIVE,
+    choose_decline_threshold,
     choose_threshold,
     evaluate_scored_rows,
     metrics_by_scenario,
@@ -374,6 +375,10 @@ def evaluate_fitted(pipeline, frames: SplitFrames, numeric: Sequence[str], categ
     test = scored_frame(frames.test, score_rows(pipeline, frames.test, numeric, categorical))
     metrics = {f"val_{k}": v for k, v in evaluate_scored_rows(validation, choice.threshold).items()}
     metrics.update({f"test_{k}": v for k, v in evaluate_scored_rows(test, choice.threshold).items()})
+    decline = choose_decline_threshold(validation["label"], validation["score"], choice.threshold)
+    metrics.update({"val_decline_threshold": decline,
+                    **{f"val_decline_{k}": v for k, v in evaluate_scored_rows(validation, decline).items()
+                       if k in ("precision", "recall")}})
     return FittedEvaluation(choice.threshold, validation, test, metrics)
 
 
@@ -447,6 +452,7 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
     """
     from features.definition import FEATURE_SET_VERSION
     from fraudops.modeling.registry import (
+        TAG_DECLINE_THRESHOLD,
         TAG_FEATURE_SET_VERSION,
         TAG_MODEL_TYPE,
         TAG_THRESHOLD,
@@ -462,6 +468,8 @@ def register_trained_model(info, run_id: str, model_name: str, model_type: str, 
     tags = {TAG_THRESHOLD: repr(float(threshold)), TAG_FEATURE_SET_VERSION: FEATURE_SET_VERSION,
             TAG_MODEL_TYPE: model_type, TAG_LABEL_DELAY: repr(float(delay)),
             **{k: f"{metrics[k]:.4f}" for k in ("test_auc_roc", "test_average_precision") if k in metrics}}
+    if "val_decline_threshold" in metrics:  # the decision service declines at or above it
+        tags[TAG_DECLINE_THRESHOLD] = repr(float(metrics["val_decline_threshold"]))
     description = (f"{model_type}, threshold {threshold:.4f} ({THRESHOLD_OBJECTIVE}); test AUC "
                    f"{metrics.get('test_auc_roc', float('nan')):.4f}, AP {metrics.get('test_average_precision', float('nan')):.4f}")
     return register_model_version(info.model_uri, model_name, tags, run_id=run_id, description=description)

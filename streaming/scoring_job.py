@@ -93,6 +93,7 @@ class JobOptions:
     redis_prefix: str = ""
     topic: str | None = None
     labels_topic: str | None = None
+    decisions_topic: str | None = None  # decided transactions (decisions/); None: none (the CLI reads KAFKA_DECISIONS_TOPIC)
     alerts_topic: str | None = None
     model_uri: str | None = None
     model_refresh_seconds: float = 10.0
@@ -245,12 +246,15 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None, zy
     spark.streams.addListener(listener)
 
     topic = options.topic or settings.kafka_topic
+    decisions_topic = options.decisions_topic or None
+    scoring.decisions_topic = decisions_topic
+    subscribed = ",".join(t for t in (topic, decisions_topic) if t)
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir
     queries = []
     try:
         queries.append(
-            kafka_stream(spark, settings, topic, options).writeStream.queryName(f"{options.query_prefix}scoring")
+            kafka_stream(spark, settings, subscribed, options).writeStream.queryName(f"{options.query_prefix}scoring")
             .foreachBatch(_FirstBatch(scoring, merchant_risk))
             .option("checkpointLocation", str(checkpoints / SCORING_CHECKPOINT)).options(**scoring_write_options())
             .trigger(**trigger).start())
@@ -329,6 +333,9 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
     parser.add_argument("--topic", default=None)
     parser.add_argument("--labels-topic", default=None)
     parser.add_argument("--alerts-topic", default=None)
+    parser.add_argument("--decisions-topic", default=settings.kafka_decisions_topic,
+                        help="the decision service's decided transactions, recorded as decided (default: "
+                             "KAFKA_DECISIONS_TOPIC; '' reads none)")
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--model-refresh-seconds", type=float, default=10.0)
     parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0)
@@ -350,6 +357,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
         pg_schema=args.pg_schema, redis_prefix=args.redis_prefix, topic=args.topic,
         labels_topic=args.labels_topic, alerts_topic=args.alerts_topic, model_uri=args.model_uri,
+        decisions_topic=args.decisions_topic or None,
         model_refresh_seconds=args.model_refresh_seconds,
         merchant_refresh_seconds=args.merchant_refresh_seconds, with_labels=not args.no_labels,
         label_delay_seconds=_label_delay(parser, args.label_delay),

@@ -67,6 +67,7 @@ class PassInputs:
     tracking_uri: str
     merchant_risk: object = None  # a Broadcast of a merchant_risk_snapshot DataFrame, or None
     challenger: ServedModel | None = None  # scored in shadow (never alerts) when set
+    decisions_topic: str | None = None  # records of this topic are decided transactions (decisions/)
 
 
 # ---------------------------------------------------------------- per-worker caches
@@ -248,9 +249,74 @@ def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTa
         raise
 
 
+# the decision service's columns of a transactions row (None for rows the stream alone scored)
+DECISION_ROW_COLUMNS = ["decision", "decline_threshold", "decided_at", "decision_degraded", "degraded_reason"]
+
+
+def _decided_split(records: pd.DataFrame, inputs: PassInputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                                      pd.DataFrame]:
+    """(raw transactions' records; decided rows ready to write; degraded decided rows to score,
+    with their decision columns; rejected decided records for quarantine) of a task's records.
+
+    A decided record (the decisions topic) carries the service's score, features and decision:
+    it is recorded as decided, never scored again. A degraded one (the service could not score)
+    is scored here like any transaction and keeps the service's decision beside the score.
+    """
+    if inputs.decisions_topic is None or not len(records):
+        empty = records.iloc[:0]
+        return records, empty, empty, empty
+    mine = (records["topic"] == inputs.decisions_topic).to_numpy()
+    if not mine.any():
+        empty = records.iloc[:0]
+        return records, empty, empty, empty
+    return (records.loc[~mine].reset_index(drop=True), *decided_rows(records.loc[mine].reset_index(drop=True)))
+
+
+def decided_rows(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Records of the decisions topic -> (decided rows as the sinks take them, degraded rows
+    with decision columns, quarantine rows), through THE message contract and THE decided contract."""
+    from fraudops.contract.decisions import DECIDED_COLUMNS, parse_decision
+
+    parsed = validate_kafka_chunk(records)
+    decisions = [parse_decision(None if v is None else bytes(v)) for v in records["value"].tolist()]
+    reasons = parsed[REJECT_REASON_COLUMN].to_numpy(object).copy()
+    for i, (_, reason) in enumerate(decisions):
+        if reasons[i] is None and reason is not None:
+            reasons[i] = reason
+            parsed.loc[i, "raw_value"] = _raw_value(records["value"].iloc[i])
+    parsed[REJECT_REASON_COLUMN] = reasons
+    rejected = pd.notna(reasons)
+    quarantine = parsed.loc[rejected].rename(columns={REJECT_REASON_COLUMN: "reason", "produced_at": "kafka_timestamp"})
+    keep = np.flatnonzero(~rejected)
+    rows = parsed.iloc[keep][[*TRANSACTION_COLUMNS, "kafka_partition", "kafka_offset", "produced_at"]].reset_index(drop=True)
+    decided = pd.DataFrame([decisions[i][0] for i in keep], columns=list(DECIDED_COLUMNS))
+    rows = pd.concat([rows, decided], axis=1).drop_duplicates("transaction_id", keep="first").reset_index(drop=True)
+    rows["decided_at"] = pd.to_datetime(rows["decided_at"], utc=True, format="ISO8601")
+    rows["decision_degraded"] = rows["degraded"].astype(object)
+    degraded = rows["degraded"].astype(bool).to_numpy()
+    scored = rows.loc[~degraded].assign(
+        is_fraud=lambda f: (f["decision"] != "approve").to_numpy(), decision_threshold=lambda f: f["review_threshold"],
+        scored_at=lambda f: f["decided_at"], fraud_score=lambda f: f["fraud_score"].astype("float64"))
+    keep_degraded = [*TRANSACTION_COLUMNS, "kafka_partition", "kafka_offset", "produced_at", *DECISION_ROW_COLUMNS]
+    return scored.reset_index(drop=True), rows.loc[degraded, keep_degraded].reset_index(drop=True), quarantine
+
+
+def _raw_value(value):
+    from streaming.validation import _raw_text
+
+    return _raw_text(value)
+
+
 def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
     """Everything for one task's Kafka records of a micro-batch; returns its statistics."""
+    records, decided, degraded, bad_decided = _decided_split(records, inputs)
     valid, quarantine = _split(records)
+    if len(bad_decided):
+        quarantine = pd.concat([quarantine, bad_decided], ignore_index=True)
+    if len(decided) or len(degraded):  # a decision stands: the raw copy of a decided transaction is not scored
+        taken = pd.Index(pd.concat([decided["transaction_id"], degraded["transaction_id"]]))
+        valid = valid.loc[~valid["transaction_id"].isin(taken)]
+        valid = pd.concat([valid, degraded], ignore_index=True) if len(degraded) else valid.reset_index(drop=True)
     scored, shadow = valid, None
     if len(valid):
         snapshot = inputs.merchant_risk.value if inputs.merchant_risk is not None else None
@@ -267,6 +333,12 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
                              inputs.challenger.version, exc)
                 shadow = None
         remember_events(store, valid)
+    if len(decided):
+        remember_events(worker_store(inputs.store), decided[TRANSACTION_COLUMNS])  # the service did; idempotent
+        scored = pd.concat([scored, decided], ignore_index=True) if len(scored) else decided
+    for name in DECISION_ROW_COLUMNS:
+        if name not in scored.columns:
+            scored[name] = None
     alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets, shadow)
     committed = time.time()
     latencies = np.array([], dtype="float64")

@@ -11,11 +11,13 @@ TRANSACTION_INSERT_COLUMNS: list[str] = [
     "merchant_category", "transaction_time", "country", "transaction_type", "channel", "device_id",
     "fraud_score", "is_fraud", "decision_threshold", "model_version", "feature_set_version",
     "features", "kafka_partition", "kafka_offset", "produced_at", "scored_at",
+    # the decision service's answer (migration 0006); NULL for rows the stream alone scored
+    "decision", "decline_threshold", "decided_at", "decision_degraded", "degraded_reason",
 ]
 
 ALERT_INSERT_COLUMNS: list[str] = [
     "transaction_id", "user_id", "amount", "currency", "merchant", "country", "transaction_time",
-    "fraud_score", "model_version", "detection_time", "reasons",
+    "fraud_score", "model_version", "detection_time", "reasons", "decision",
 ]
 
 QUARANTINE_INSERT_COLUMNS: list[str] = [
@@ -29,6 +31,8 @@ LABEL_INSERT_COLUMNS: list[str] = ["transaction_id", "is_fraud", "source", "labe
 SHADOW_SCORE_INSERT_COLUMNS: list[str] = [
     "transaction_id", "model_version", "fraud_score", "would_alert", "threshold", "scored_at",
 ]
+
+DECISIONS = ("approve", "review", "decline")
 
 ALERT_STATUSES = ("pending", "confirmed", "false_positive")
 LABEL_SOURCES = ("chargeback", "analyst", "simulator", "import")

@@ -36,6 +36,9 @@ TAG_THRESHOLD = "decision_threshold"
 TAG_FEATURE_SET_VERSION = "feature_set_version"
 TAG_MODEL_TYPE = "model_type"
 TAG_LABEL_DELAY = "label_delay_seconds"
+# the score at or above which the decision service declines (chosen on validation at training
+# time, pipelines.evaluation_metrics.choose_decline_threshold); review starts at TAG_THRESHOLD
+TAG_DECLINE_THRESHOLD = "decline_threshold"
 REFERENCE_ARTIFACT = "reference/features.parquet"
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/]+))/?$")
@@ -53,6 +56,8 @@ class ServedModel:
         feature_set_version: the feature set the version was trained on.
         run_id: the training run (its artifacts hold ``reference/features.parquet``).
         label_delay_seconds: the label delay the version was trained with (None: not recorded).
+        decline_threshold: the score at or above which a decision declines (None: the version
+            predates the tag; the decision service then declines at its fallback).
     """
 
     name: str
@@ -62,6 +67,7 @@ class ServedModel:
     feature_set_version: str
     run_id: str | None
     label_delay_seconds: float | None = None
+    decline_threshold: float | None = None
 
 
 def configure_tracking(settings=None) -> str:
@@ -265,6 +271,12 @@ def version_label_delay(model_version) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
+def version_decline_threshold(model_version) -> float | None:
+    """The decline threshold a version was registered with; None for versions without the tag."""
+    value = (model_version.tags or {}).get(TAG_DECLINE_THRESHOLD)
+    return float(value) if value not in (None, "") else None
+
+
 def parse_label_delay(value, argument: str = "label_delay") -> float:
     """``1h``, ``30m``, ``7d``, ``90s`` or a number of seconds -> seconds (>= 0).
 
@@ -303,6 +315,7 @@ def served_model(model_version) -> ServedModel:
         feature_set_version=version_feature_set(model_version),
         run_id=model_version.run_id,
         label_delay_seconds=version_label_delay(model_version),
+        decline_threshold=version_decline_threshold(model_version),
     )
 
 

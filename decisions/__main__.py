@@ -1,0 +1,141 @@
+"""The decision service's command line.
+
+    python -m decisions serve [--port 8060] [--pg-schema public] [--redis-prefix ""]
+                              [--timeout-ms 50] [--degraded-mode review|approve-and-flag]
+    python -m decisions keys create --client NAME [--rate-limit 2000]   # prints the key once
+    python -m decisions keys revoke --client NAME
+    python -m decisions keys list
+
+Reads the settings (fraudops.settings: FEATURE_STORE_*, KAFKA_*, POSTGRES_*, MLFLOW_TRACKING_URI,
+MODEL_URI, DECISIONS_PORT, DECISION_TIMEOUT_MS, DECISION_DEGRADED_MODE). `make decisions` runs
+``serve`` in the foreground, `make decisions-bg` in the background (log .stack/logs/decisions.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from fraudops.settings import load_settings
+
+
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0 (got {text!r})")
+        return value
+
+    return parse
+
+
+def parse_args(argv: list[str] | None, settings) -> argparse.Namespace:
+    from fraudops.contract.decisions import DEGRADED_MODES
+    from fraudops.modeling.registry import parse_label_delay
+
+    parser = argparse.ArgumentParser(prog="python -m decisions", description="the decision service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the decision API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=settings.decisions_port)
+    serve.add_argument("--pg-schema", default="public")
+    serve.add_argument("--redis-prefix", default="")
+    serve.add_argument("--topic", default=None, help="decisions topic (default: KAFKA_DECISIONS_TOPIC)")
+    serve.add_argument("--model-uri", default=None, help="default: MODEL_URI")
+    serve.add_argument("--model-refresh-seconds", type=_positive("--model-refresh-seconds"), default=10.0)
+    serve.add_argument("--merchant-refresh-seconds", type=_positive("--merchant-refresh-seconds"), default=60.0)
+    serve.add_argument("--label-delay", default="1h", help="as the streaming job's --label-delay")
+    serve.add_argument("--timeout-ms", type=_positive("--timeout-ms"), default=None,
+                       help="budget of one decision (default: DECISION_TIMEOUT_MS)")
+    serve.add_argument("--degraded-mode", choices=DEGRADED_MODES, default=None,
+                       help="default: DECISION_DEGRADED_MODE")
+    serve.add_argument("--max-batch", type=int, default=256)
+    keys = commands.add_parser("keys", help="API keys of the callers")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("--client", default=None)
+    keys.add_argument("--rate-limit", type=_positive("--rate-limit"), default=2000.0, help="requests/s")
+    keys.add_argument("--pg-schema", default="public")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            args.label_delay_seconds = parse_label_delay(args.label_delay, "--label-delay")
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not 0 < args.port < 65536:
+            parser.error(f"--port must be 1-65535 (got {args.port})")
+        if args.max_batch < 1:
+            parser.error(f"--max-batch must be >= 1 (got {args.max_batch})")
+    elif args.action in ("create", "revoke") and not args.client:
+        parser.error(f"keys {args.action} needs --client NAME")
+    return args
+
+
+def serve(args, settings) -> int:
+    import uvicorn
+
+    from decisions.app import create_app
+    from decisions.service import DecisionService, ServiceOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServiceOptions(pg_schema=args.pg_schema, redis_prefix=args.redis_prefix, topic=args.topic,
+                             model_uri=args.model_uri, model_refresh_seconds=args.model_refresh_seconds,
+                             merchant_refresh_seconds=args.merchant_refresh_seconds,
+                             label_delay_seconds=args.label_delay_seconds, timeout_ms=args.timeout_ms,
+                             degraded_mode=args.degraded_mode, max_batch=args.max_batch)
+    try:
+        service = DecisionService(settings, options).start()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - name the service that is missing
+        print(f"error: the decision service could not start: {exc}. Start the stack with `make stack-up`.",
+              file=sys.stderr)
+        return 1
+    print(f"decision service on http://{args.host}:{args.port}/v1/decisions (health: /health)", flush=True)
+    try:
+        uvicorn.run(create_app(service), host=args.host, port=args.port, access_log=False, log_level="warning",
+                    loop="uvloop", http="httptools")
+    finally:
+        service.stop()
+    return 0
+
+
+def keys(args, settings) -> int:
+    from decisions.auth import create_client, revoke_client
+    from fraudops.db import connect
+
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('search_path', %s, false)", (args.pg_schema,))
+        if args.action == "create":
+            print(create_client(conn, args.client, args.rate_limit))
+        elif args.action == "revoke":
+            if not revoke_client(conn, args.client):
+                print(f"error: no active key for --client {args.client!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.client}")
+        else:
+            with conn.cursor() as cur:
+                cur.execute("SELECT client_name, rate_limit_per_s, created_at, revoked_at FROM decision_clients "
+                            "ORDER BY client_name")
+                for name, rate, created, revoked in cur.fetchall():
+                    print(f"{name}\t{rate:g}/s\tcreated {created:%Y-%m-%d %H:%M}\t"
+                          f"{'revoked ' + format(revoked, '%Y-%m-%d %H:%M') if revoked else 'active'}")
+    finally:
+        conn.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
+    args = parse_args(argv, settings)
+    return serve(args, settings) if args.command == "serve" else keys(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

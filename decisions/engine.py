@@ -1,0 +1,241 @@
+"""The decision of a batch of requests: the stream's parser, features, model and score.
+
+:meth:`DecisionEngine.decide` takes requests that decisions.batcher grouped (at most one per
+user and per transaction_id, so every request sees every earlier decision of its user, as a
+sequence of single decisions would) and, for them all at once:
+  1. parses the bodies with THE message contract's frame parser, the one the streaming job
+     uses (fraudops.contract.messages.validate_messages_frame): the same values, the same types;
+  2. answers the transaction_ids already decided from their records (decisions.records): the
+     same request gets the stored decision back, another body under that id a conflict;
+  3. features.stream.stream_features from the online feature store and the merchant snapshot,
+     the registry pyfunc of the served version (streaming.scoring_pass.worker_model), the
+     top contributing features (fraudops.modeling.explain), the policy (decisions.policy);
+  4. writes the events to the feature store at once (the customer's next transaction sees them),
+     then the decision records and the unpublished messages, then produces to Kafka.
+A feature store or model that fails answers with the degraded mode (decisions.policy); nothing
+is half-written: the events reach the store only with their decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from decisions.policy import (
+    FEATURE_STORE_UNAVAILABLE,
+    MODEL_UNAVAILABLE,
+    Thresholds,
+    decide,
+    degraded_decision,
+)
+from decisions.records import DecisionRecords, request_hash
+from features.definition import FEATURE_COLUMNS
+from features.stream import remember_events, stream_features
+from fraudops.contract.decisions import decided_message
+from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS, validate_messages_frame
+from fraudops.modeling.explain import alert_reasons_json
+
+log = logging.getLogger("decisions.engine")
+
+QUEUED, TAKEN, ABANDONED, DONE = "queued", "taken", "abandoned", "done"
+
+
+@dataclass
+class Pending:
+    """One request on its way: the raw body, its validated record, and what it gets back."""
+
+    body: bytes
+    record: dict  # fraudops.contract.messages.validate_record output
+    received: float  # time.perf_counter() at arrival
+    deadline: float  # perf_counter() past which a queued request gets the degraded answer
+    state: str = QUEUED
+    result: dict | None = None  # the response body (or {"error": ...} with status)
+    status: int = 200
+    done: threading.Event = field(default_factory=threading.Event)
+    notify: object = None  # callable() run when the answer is set (the endpoint's wake-up), or None
+
+    @property
+    def transaction_id(self) -> str:
+        return self.record["transaction_id"]
+
+    @property
+    def user_id(self) -> str:
+        return str(self.record["user_id"])
+
+    def finish(self, result: dict, status: int = 200) -> None:
+        self.result, self.status, self.state = result, status, DONE
+        self.done.set()
+        if self.notify is not None:
+            self.notify()
+
+
+class ServedVersion:
+    """The served registry version and its loaded pyfunc, swapped as a pair (never half)."""
+
+    def __init__(self, served, model):
+        self.served, self.model = served, model
+        self.thresholds = Thresholds.of(served)
+
+
+class DecisionEngine:
+    def __init__(self, store, records: DecisionRecords, publisher, degraded_mode: str = "review"):
+        self.store = store  # features.online.FeatureStore
+        self.records = records
+        self.publisher = publisher
+        self.degraded_mode = degraded_mode
+        self.version: ServedVersion | None = None  # None: no model yet (degraded: model_unavailable)
+        self.merchant_snapshot = None
+        self.stats = {"decided": 0, "replayed": 0, "degraded": 0, "conflicts": 0, "batches": 0}
+
+    # ------------------------------------------------------------------ the batch
+    def decide(self, batch: list[Pending]) -> None:
+        """Answer every request of ``batch`` (see the module docstring); never raises."""
+        self.stats["batches"] += 1
+        try:
+            fresh = self._answer_known(batch)
+        except Exception as exc:  # noqa: BLE001 - the store is down: the degraded answer for all
+            log.warning("feature store unavailable (%s): degraded decisions", _short(exc))
+            self.answer_degraded(batch, FEATURE_STORE_UNAVAILABLE, write_record=False)
+            return
+        if not fresh:
+            return
+        version = self.version
+        if version is None:
+            self.answer_degraded(fresh, MODEL_UNAVAILABLE)
+            return
+        try:
+            events = self._events(fresh)
+            featured = stream_features(events, self.store, self.merchant_snapshot)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("features not computed (%s): degraded decisions", _short(exc))
+            self.answer_degraded(fresh, FEATURE_STORE_UNAVAILABLE, write_record=False)
+            return
+        try:
+            answers = self._score(featured, version)
+        except Exception:
+            log.exception("model version %s failed to score: degraded decisions", version.served.version)
+            self.answer_degraded(fresh, MODEL_UNAVAILABLE)
+            return
+        try:
+            remember_events(self.store, events)
+            self._commit(fresh, answers, version)
+        except Exception as exc:  # noqa: BLE001 - not written: nothing was decided for good
+            log.warning("decisions not stored (%s): degraded decisions", _short(exc))
+            self.answer_degraded(fresh, FEATURE_STORE_UNAVAILABLE, write_record=False)
+
+    def _answer_known(self, batch: list[Pending]) -> list[Pending]:
+        """Answer the requests whose transaction_id has a record; the others are returned."""
+        known = self.records.get_many([p.transaction_id for p in batch])
+        fresh = []
+        for pending in batch:
+            stored = known.get(pending.transaction_id)
+            if stored is None:
+                fresh.append(pending)
+            elif stored.request_hash == request_hash(pending.record):
+                self.stats["replayed"] += 1
+                pending.finish({**stored.response, "replayed": True, "latency_ms": _elapsed_ms(pending)})
+            else:
+                self.stats["conflicts"] += 1
+                pending.finish({"error": "conflict", "reason": "transaction_id_conflict",
+                                "detail": f"transaction_id {pending.transaction_id!r} was already decided "
+                                          "with a different body; a new transaction needs a new id"}, 409)
+        return fresh
+
+    @staticmethod
+    def _events(batch: list[Pending]) -> pd.DataFrame:
+        """The batch's transactions as the stream's parser types them."""
+        parsed = validate_messages_frame([p.body for p in batch])
+        bad = parsed[REJECT_REASON_COLUMN].notna()
+        if bad.any():  # the endpoint validated each body with the same contract: never expected
+            raise ValueError(f"frame parser rejected a validated body: {parsed.loc[bad, REJECT_REASON_COLUMN].iloc[0]}")
+        return parsed[TRANSACTION_COLUMNS].reset_index(drop=True)
+
+    def _score(self, featured: pd.DataFrame, version: ServedVersion) -> pd.DataFrame:
+        from streaming.scoring_pass import features_json
+
+        X = featured[FEATURE_COLUMNS]
+        score = np.asarray(version.model.predict(X), dtype="float64")
+        decision = decide(score, version.thresholds)
+        # reasons for what stops or holds a payment (review, decline), as the stream explains its alerts
+        return pd.DataFrame({"fraud_score": score, "decision": decision, "features": features_json(featured),
+                             "reasons": alert_reasons_json(version.model, X, decision != "approve")})
+
+    def _commit(self, batch: list[Pending], answers: pd.DataFrame, version: ServedVersion) -> None:
+        decided_at = datetime.now(UTC).isoformat()
+        entries, responses = [], []
+        for pending, row in zip(batch, answers.itertuples(index=False), strict=True):
+            decided = {"decision": row.decision, "fraud_score": float(row.fraud_score),
+                       "review_threshold": version.thresholds.review,
+                       "decline_threshold": version.thresholds.decline,
+                       "model_version": version.served.version,
+                       "feature_set_version": version.served.feature_set_version,
+                       "features": row.features, "reasons": row.reasons, "decided_at": decided_at,
+                       "degraded": False, "degraded_reason": None}
+            response = response_body(pending.record, decided)
+            message = decided_message(pending.record, decided)
+            entries.append((pending.transaction_id, request_hash(pending.record), response, message))
+            responses.append((response, message))
+        self.records.commit(entries)
+        for pending, (response, message) in zip(batch, responses, strict=True):
+            self.publisher.publish(pending.transaction_id, pending.user_id, message)
+            self.stats["decided"] += 1
+            pending.finish({**response, "latency_ms": _elapsed_ms(pending)})
+
+    # ------------------------------------------------------------------ degraded
+    def answer_degraded(self, batch: list[Pending], reason: str, write_record: bool = True) -> None:
+        """The degraded mode's decision for each request, published flagged degraded (the
+        streaming job scores them); with ``write_record`` the decision is stored too, so that
+        a retry gets the same answer."""
+        decision = degraded_decision(self.degraded_mode)
+        decided_at = datetime.now(UTC).isoformat()
+        version = self.version
+        entries = []
+        for pending in batch:
+            decided = {"decision": decision, "fraud_score": None,
+                       "review_threshold": version.thresholds.review if version else None,
+                       "decline_threshold": version.thresholds.decline if version else None,
+                       "model_version": version.served.version if version else None,
+                       "feature_set_version": version.served.feature_set_version if version else None,
+                       "features": None, "reasons": None, "decided_at": decided_at,
+                       "degraded": True, "degraded_reason": reason}
+            response = response_body(pending.record, decided)
+            message = decided_message(pending.record, decided)
+            entries.append((pending, response, message))
+        if write_record:
+            try:
+                self.records.commit([(p.transaction_id, request_hash(p.record), r, m) for p, r, m in entries])
+            except Exception as exc:  # noqa: BLE001 - the answer stands; Kafka still gets it
+                log.warning("degraded decisions not stored (%s)", _short(exc))
+                write_record = False
+        for pending, response, message in entries:
+            self.publisher.publish(pending.transaction_id, pending.user_id, message, acknowledge=write_record)
+            self.stats["degraded"] += 1
+            pending.finish({**response, "latency_ms": _elapsed_ms(pending)})
+
+
+def response_body(record: dict, decided: dict) -> dict:
+    """The API's answer for one decided transaction (the stored part; latency_ms added per request)."""
+    import json
+
+    return {"transaction_id": record["transaction_id"], "decision": decided["decision"],
+            "score": decided["fraud_score"],
+            "thresholds": {"review": decided["review_threshold"], "decline": decided["decline_threshold"]},
+            "model_version": decided["model_version"],
+            "reasons": json.loads(decided["reasons"]) if decided["reasons"] else [],
+            "degraded": decided["degraded"], "degraded_reason": decided["degraded_reason"],
+            "decided_at": decided["decided_at"], "replayed": False}
+
+
+def _elapsed_ms(pending: Pending) -> float:
+    return round((time.perf_counter() - pending.received) * 1000.0, 3)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
