@@ -111,6 +111,7 @@ DEMO_MODEL     ?= hist_gradient_boosting
 DEMO_LIVE      ?= 3000
 DEMO_RATE      ?= 300
 DEMO_FRAUD    ?= 0.01
+DEMO_DECISIONS ?= 500
 WITH_ENV        = set -a; . $(CURDIR)/.stack/stack.env; set +a;
 
 demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, stream, summary
@@ -121,6 +122,8 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	@$(MAKE) --no-print-directory stream-bg
 	@echo "== analyst portal (background; log .stack/logs/portal.log)"
 	@$(MAKE) --no-print-directory portal-bg && $(PY) -m devstack.portal_demo
+	@echo "== decision service (background; log .stack/logs/decisions.log)"
+	@$(MAKE) --no-print-directory decisions-bg
 	@echo "== 3/4 the seed's two scenarios (the job's first batch), then $(DEMO_LIVE) live transactions at $(DEMO_RATE)/s"
 	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
 	$(PY) -m devstack.demo send-seed-scenarios --run-tag $$tag && \
@@ -128,9 +131,11 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
 	echo "== 4/4 waiting until every message is scored" && \
 	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
-	@echo "(the job keeps running: make demo-stop stops the job and the stack)"
+	@echo "== decisions before authorization: $(DEMO_DECISIONS) live transactions through POST /v1/decisions"
+	@$(PY) -m devstack.decisions_demo live --num $(DEMO_DECISIONS) --customers $(DEMO_CUSTOMERS) --fraud-rate $(DEMO_FRAUD) --seed $$(date +%s)
+	@echo "(the job, the portal and the decision service keep running: make demo-stop stops them and the stack)"
 
-demo-stop: portal-stop stream-stop stack-down
+demo-stop: decisions-stop portal-stop stream-stop stack-down
 
 # ---------------------------------------------------------------- streaming job
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --master 'local[2]' --driver-memory 3g \
@@ -180,6 +185,22 @@ portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log
 
 portal-stop:
 	@$(PY) -m devstack.jobs stop portal
+
+# ---------------------------------------------------------------- decision service (decisions/)
+DECISIONS_ARGS ?=
+.PHONY: decisions decisions-bg decisions-stop decisions-key
+decisions: stack-up   ## the decision API in the foreground on 127.0.0.1:$DECISIONS_PORT (8060)
+	$(PY) -m decisions serve $(DECISIONS_ARGS)
+
+decisions-bg: stack-up   ## the same in the background (log: .stack/logs/decisions.log); waits until it answers
+	@$(PY) -m devstack.jobs start decisions -- $(PY) -m decisions serve $(DECISIONS_ARGS)
+	@$(PY) -m devstack.decisions_demo wait
+
+decisions-stop:
+	@$(PY) -m devstack.jobs stop decisions
+
+decisions-key: stack-up   ## a new API key: make decisions-key CLIENT=name
+	@$(PY) -m decisions keys create --client $(or $(CLIENT),$(USER),local)
 
 # ---------------------------------------------------------------- benchmarks (no timed asserts in tests)
 BENCH_ARGS ?=

@@ -2,7 +2,8 @@
 
 A decided message is first written to the unpublished set (decisions.records, in the same
 round trip as its decision record), then produced; its delivery report removes it from the set.
-A background thread serves the producer's delivery reports and, every REPUBLISH_SECONDS,
+A background thread serves the producer's delivery reports, at start produces again every
+message an earlier run left unacknowledged, and, every REPUBLISH_SECONDS,
 produces again what is still unpublished after that long (Kafka down, or a service killed
 before its messages left): the job records by transaction_id, so a message sent twice is
 recorded once.
@@ -50,6 +51,7 @@ class DecisionPublisher:
             log.warning("producer queue full: decision %s left to the republisher", transaction_id)
 
     def _serve(self) -> None:
+        self.republish(0.0)  # what an earlier run left unacknowledged (a crash, Kafka down) goes first
         waited = 0.0
         while not self._stop.is_set():
             self._producer.poll(0.05)

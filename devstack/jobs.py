@@ -18,7 +18,7 @@ from devstack.paths import stack_paths
 from devstack.processes import is_alive, read_pid, spawn, terminate
 from fraudops.spark_session import cds_archive_path
 
-JOB_NAMES = ("streaming", "producer", "portal")
+JOB_NAMES = ("streaming", "producer", "portal", "decisions")
 
 
 def with_class_data(argv: list[str]) -> list[str]:

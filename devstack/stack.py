@@ -34,7 +34,7 @@ from devstack.redis import start_feature_store, start_redis
 SERVICE_ORDER = ("postgres", "redis", "feature-store", "kafka", "mlflow")
 STARTERS = {"postgres": postgres.start_postgres, "redis": start_redis, "feature-store": start_feature_store,
             "kafka": start_kafka, "mlflow": start_mlflow}
-APP_PROCESSES = ("streaming", "producer", "portal")  # started by devstack.jobs; stopped first by `down`
+APP_PROCESSES = ("streaming", "producer", "portal", "decisions")  # started by devstack.jobs; stopped first by `down`
 
 
 def up(paths: StackPaths | None = None) -> dict[str, str]:

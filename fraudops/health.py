@@ -118,6 +118,34 @@ def check_streaming_job(settings: Settings) -> ServiceStatus:
                          "make stream-bg")
 
 
+def check_decision_service(settings: Settings) -> ServiceStatus:
+    """The decision service (decisions/): its process (PID file of `make decisions-bg`) and its
+    /health (model served, feature store reachable). Not started: reported, not a failure."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    pid_file = settings.state_dir / "pids" / "decisions.pid"
+    pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
+    address = f"http://127.0.0.1:{settings.decisions_port}"
+    if pid is None:
+        return ServiceStatus("decisions", True, address, "not started; start: make decisions-bg",
+                             "make decisions-bg", state="OFF ")
+    if not _process_exists(pid):
+        return ServiceStatus("decisions", False, address, f"crashed (pid {pid} gone)", "make decisions-bg")
+    try:
+        with urllib.request.urlopen(f"{address}/health", timeout=3) as resp:  # noqa: S310 - loopback
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503: up, but degraded
+        body = json.loads(exc.read() or b"{}")
+    except Exception as exc:  # noqa: BLE001
+        return ServiceStatus("decisions", False, address, _short(exc), "make decisions-bg")
+    ok = body.get("status") == "ok"
+    detail = (f"model version {body.get('model_version')}, feature store {body.get('feature_store')}, "
+              f"{body.get('decided', 0)} decided, {body.get('degraded', 0)} degraded")
+    return ServiceStatus("decisions", ok, address, detail if ok else f"degraded: {detail}", "make decisions-bg")
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -161,7 +189,8 @@ SERVICE_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {
     "feature-store": check_feature_store,
     "mlflow": check_mlflow,
 }
-OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": check_streaming_job}
+OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": check_streaming_job,
+                                                                   "decisions": check_decision_service}
 
 
 def check_all(settings: Settings | None = None) -> list[ServiceStatus]:

@@ -27,6 +27,7 @@ class Namespace:
     labels_topic: str
     alerts_topic: str
     checkpoint_dir: Path
+    decisions_topic: str = ""  # the decision service's topic of this test ("": the job reads none)
 
 
 def small_history(days: int = 6, customers: int = 150, seed: int = 7) -> pd.DataFrame:
@@ -74,11 +75,12 @@ def make_namespace(pg_conn, settings, unique_name: str, tmp_path: Path, partitio
 
     ns = Namespace(pg_schema=f"s_{unique_name}", redis_prefix=f"{unique_name}:",
                    topic=f"tx-{unique_name}", labels_topic=f"labels-{unique_name}",
-                   alerts_topic=f"alerts-{unique_name}", checkpoint_dir=tmp_path / "checkpoints")
+                   alerts_topic=f"alerts-{unique_name}", checkpoint_dir=tmp_path / "checkpoints",
+                   decisions_topic=f"decisions-{unique_name}")
     apply_migrations(pg_conn, ns.pg_schema)
     admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
     futures = admin.create_topics([NewTopic(ns.topic, partitions, 1), NewTopic(ns.labels_topic, 1, 1),
-                                   NewTopic(ns.alerts_topic, 1, 1)])
+                                   NewTopic(ns.alerts_topic, 1, 1), NewTopic(ns.decisions_topic, partitions, 1)])
     for future in futures.values():
         future.result(timeout=30)
     return ns
@@ -159,7 +161,8 @@ def spark_submit(ns, model_name: str, log_path: Path, env: dict[str, str] | None
             str(ROOT / "streaming" / "scoring_job.py"),
             "--checkpoint-dir", str(ns.checkpoint_dir), "--pg-schema", ns.pg_schema,
             "--redis-prefix", ns.redis_prefix, "--topic", ns.topic, "--labels-topic", ns.labels_topic,
-            "--alerts-topic", ns.alerts_topic, "--model-uri", f"models:/{model_name}/Production",
+            "--alerts-topic", ns.alerts_topic, "--decisions-topic", getattr(ns, "decisions_topic", ""),
+            "--model-uri", f"models:/{model_name}/Production",
             "--max-offsets-per-trigger", str(max_offsets), "--trigger-seconds", "0.5"]
     full_env = local_job_env({**os.environ, **(env or {})})
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
