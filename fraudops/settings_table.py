@@ -122,7 +122,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DECISIONS_PORT", "8060", "port of the decision API (POST /v1/decisions) on 127.0.0.1", DECISIONS,
             "decisions_port", int, containers=False),
     Setting("KAFKA_DECISIONS_TOPIC", "banking-decisions", "topic the decision service publishes each decided "
-            "transaction to (the streaming job records it)", DECISIONS, "kafka_decisions_topic", containers=False),
+            "transaction to (the streaming job records it)", DECISIONS, "kafka_decisions_topic"),
     Setting("DECISION_TIMEOUT_MS", "50", "budget of one decision: past it the answer is the degraded mode's",
             DECISIONS, "decision_timeout_ms", int, containers=False),
     Setting("DECISION_DEGRADED_MODE", "review", "answer when the feature store or the model is unavailable: "

@@ -180,7 +180,7 @@ def test_a_sigkill_of_the_service_and_of_the_job_records_each_decision_once(sett
     log_path = tmp_path / "job.log"
     job = support.spark_submit(ns, model_name, log_path)
     try:
-        for part, (lo, hi) in enumerate(((0, 300), (300, 600))):
+        for part, (_lo, hi) in enumerate(((0, 300), (300, 600))):
             with ds.decision_service(settings, ns.pg_schema, ns.redis_prefix, ns.decisions_topic,
                                      f"models:/{model_name}/Production", tmp_path / f"service{part}.log") as service:
                 for message in messages[:hi]:  # the second service gets the first half again: a retry

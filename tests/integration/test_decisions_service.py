@@ -6,7 +6,6 @@ registered model; the service runs as its own process (python -m decisions serve
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import numpy as np
