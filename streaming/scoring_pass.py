@@ -38,7 +38,11 @@ from features.definition import FEATURE_COLUMNS
 from features.online import FeatureStore, FeatureStoreTarget
 from features.stream import remember_events, stream_features
 from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS
-from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS, SHADOW_SCORE_INSERT_COLUMNS
+from fraudops.contract.tables import (
+    DECISION_ROW_COLUMNS,
+    QUARANTINE_INSERT_COLUMNS,
+    SHADOW_SCORE_INSERT_COLUMNS,
+)
 from fraudops.modeling.explain import alert_reasons_json
 from fraudops.modeling.registry import ServedModel
 from streaming.sinks import (
@@ -249,9 +253,6 @@ def _write(conn, scored: pd.DataFrame, quarantine: pd.DataFrame, targets: SinkTa
         raise
 
 
-# the decision service's columns of a transactions row (None for rows the stream alone scored)
-DECISION_ROW_COLUMNS = ["decision", "decline_threshold", "decided_at", "decision_degraded", "degraded_reason"]
-
 
 def _decided_split(records: pd.DataFrame, inputs: PassInputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
                                                                       pd.DataFrame]:
@@ -336,9 +337,6 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
     if len(decided):
         remember_events(worker_store(inputs.store), decided[TRANSACTION_COLUMNS])  # the service did; idempotent
         scored = pd.concat([scored, decided], ignore_index=True) if len(scored) else decided
-    for name in DECISION_ROW_COLUMNS:
-        if name not in scored.columns:
-            scored[name] = None
     alerts = _write(worker_pg(inputs.targets), scored, quarantine, inputs.targets, shadow)
     committed = time.time()
     latencies = np.array([], dtype="float64")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from fraudops.contract.tables import (
     ALERT_INSERT_COLUMNS,
+    DECISION_ROW_COLUMNS,
     LABEL_INSERT_COLUMNS,
     REDIS_ALERT_KEY,
     REDIS_RECENT_ALERTS_KEY,
@@ -219,6 +220,9 @@ def write_scored_chunk(conn, scored: pd.DataFrame, targets: SinkTargets) -> tupl
 
     Returns (alerts as rows, number of transactions inserted now).
     """
+    missing = [name for name in DECISION_ROW_COLUMNS if name not in scored.columns]
+    if missing:  # rows the stream alone scored: no decision (NULL)
+        scored = scored.assign(**dict.fromkeys(missing))
     alerts = alert_rows(scored, pd.Timestamp.now(tz="UTC"))
     with conn.cursor() as cur:
         inserted = copy_upsert(cur, "transactions", scored, TRANSACTION_INSERT_COLUMNS, "(transaction_id) DO NOTHING")

@@ -12,7 +12,8 @@ TRANSACTION_INSERT_COLUMNS: list[str] = [
     "fraud_score", "is_fraud", "decision_threshold", "model_version", "feature_set_version",
     "features", "kafka_partition", "kafka_offset", "produced_at", "scored_at",
     # the decision service's answer (migration 0006); NULL for rows the stream alone scored
-    "decision", "decline_threshold", "decided_at", "decision_degraded", "degraded_reason",
+    *(DECISION_ROW_COLUMNS := ["decision", "decline_threshold", "decided_at", "decision_degraded",
+                               "degraded_reason"]),
 ]
 
 ALERT_INSERT_COLUMNS: list[str] = [

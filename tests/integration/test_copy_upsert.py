@@ -54,6 +54,12 @@ def _transactions(ids: list[str]) -> pd.DataFrame:
         "kafka_offset": np.arange(n, dtype="int64") + 10**12,
         "produced_at": pd.Timestamp("2026-01-02T03:04:05.678901Z"),
         "scored_at": pd.Timestamp.now(tz="UTC").floor("us"),
+        # the decision service's columns (0006): a decision, or none for rows the stream alone scored
+        "decision": (["approve", "review", "decline", None] * (n // 4 + 1))[:n],
+        "decline_threshold": [0.9 if i % 4 != 3 else np.nan for i in range(n)],
+        "decided_at": [pd.Timestamp("2026-01-02T03:04:05.000001Z") if i % 4 != 3 else None for i in range(n)],
+        "decision_degraded": ([False, True, False, None] * (n // 4 + 1))[:n],
+        "degraded_reason": ([None, "timeout", None, None] * (n // 4 + 1))[:n],
     })
 
 

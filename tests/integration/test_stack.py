@@ -29,7 +29,7 @@ def test_health_command_exits_zero_when_all_up():
     result = subprocess.run([sys.executable, "-m", "devstack.health"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.split()[0] for line in result.stdout.strip().splitlines()] == [
-        "kafka", "postgres", "redis", "feature-store", "mlflow", "streaming"]
+        "kafka", "postgres", "redis", "feature-store", "mlflow", "streaming", "decisions"]
 
 
 def test_stack_up_twice_is_harmless():
