@@ -249,3 +249,23 @@ def test_with_the_feature_store_stopped_the_answer_is_degraded_then_normal_again
             store.start("feature-store")
             assert_eventually(lambda: running.post(ds.transaction(42, user=user)).json()["degraded"] is False,
                               timeout=60, interval=0.5, message="normal decisions once the store is back")
+
+
+def test_a_request_still_queued_past_its_budget_gets_the_degraded_answer_and_keeps_it(settings, space, model_name,
+                                                                                       tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ds.decision_service(settings, space["schema"], space["prefix"] + "budget:", space["topic"],
+                             f"models:/{model_name}/Production", tmp_path / "s2.log",
+                             extra=("--timeout-ms", "1")) as running:
+        bodies = [ds.transaction(50 + i, user=f"U_{space['tag']}_budget{i % 3}") for i in range(40)]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda b: running.post(b), bodies))
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+        timed_out = [(b, a.json()) for b, a in zip(bodies, answers, strict=True) if a.json()["degraded"]]
+        assert timed_out, "no request waited past a 1 ms budget"
+        for body, answer in timed_out:
+            assert answer["degraded_reason"] == "timeout" and answer["decision"] == "review"
+        body, answer = timed_out[0]
+        again = running.post(body).json()  # the answer given is the answer kept
+        assert again["replayed"] is True and again["degraded"] is True and again["decision"] == answer["decision"]
