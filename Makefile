@@ -104,6 +104,15 @@ test-unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# ---------------------------------------------------------------- batch pipelines (pipelines/)
+# Rebuild the online feature store from the history: make materialize SINCE=91d [SOURCE=parquet HISTORY=data/history.parquet]
+SINCE             ?= 91d
+SOURCE            ?= postgres
+MATERIALIZE_ARGS  ?=
+.PHONY: materialize
+materialize: stack-up   ## the feature store from PostgreSQL transactions (or SOURCE=parquet HISTORY=...); resumable
+	@$(WITH_ENV) $(PY) -m pipelines.materialize --since $(SINCE) --source $(SOURCE) $(if $(HISTORY),--path $(HISTORY)) $(MATERIALIZE_ARGS)
+
 # ---------------------------------------------------------------- the whole loop, locally
 DEMO_DAYS      ?= 30
 DEMO_CUSTOMERS ?= 2000
@@ -115,24 +124,27 @@ DEMO_DECISIONS ?= 500
 WITH_ENV        = set -a; . $(CURDIR)/.stack/stack.env; set +a;
 
 demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, stream, summary
-	@echo "== 1/4 batch loop: generate -> validate -> train -> evaluate -> promote (mlflow run . -e main)"
+	@echo "== 1/4 batch loop: generate -> validate -> train -> evaluate -> promote (mlflow run . -e main) -> materialize"
 	@$(WITH_ENV) $(VENV)/bin/mlflow run . -e main --env-manager local --experiment-name fraud-detection \
 	    -P days=$(DEMO_DAYS) -P customers=$(DEMO_CUSTOMERS) -P model_type=$(DEMO_MODEL)
+	@$(PY) -m pipelines.materialize --source parquet --path data/history.parquet --since 91d --no-progress
 	@echo "== 2/4 streaming job (spark-submit, background; log .stack/logs/streaming.log)"
 	@$(MAKE) --no-print-directory stream-bg
 	@echo "== analyst portal (background; log .stack/logs/portal.log)"
 	@$(MAKE) --no-print-directory portal-bg && $(PY) -m devstack.portal_demo
 	@echo "== decision service (background; log .stack/logs/decisions.log)"
 	@$(MAKE) --no-print-directory decisions-bg
-	@echo "== 3/4 the seed's two scenarios (the job's first batch), then $(DEMO_LIVE) live transactions at $(DEMO_RATE)/s"
-	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); \
+	@echo "== 3/4 the seed's two scenarios (the job's first batch), then $(DEMO_LIVE) live transactions of the history's customers at $(DEMO_RATE)/s"
+	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); tag=$$(date +%s); truth=.stack/demo/truth-$$tag.csv; \
 	$(PY) -m devstack.demo send-seed-scenarios --run-tag $$tag && \
 	$(PY) -m devstack.demo wait-scored --run-tag $$tag && \
-	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) --seed $$tag --no-progress && \
+	live=$$($(PY) -m devstack.demo live-plan --customers $(DEMO_CUSTOMERS) --fraud-rate $(DEMO_FRAUD) --num $(DEMO_LIVE) --truth $$truth) && \
+	$(PY) -m streaming.producer --num $(DEMO_LIVE) --rate $(DEMO_RATE) --fraud-rate $(DEMO_FRAUD) $$live --no-progress && \
 	echo "== 4/4 waiting until every message is scored" && \
-	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 ))
+	$(PY) -m devstack.demo summary --run-tag $$tag --since $$since --expect $$(( $(DEMO_LIVE) + 2 )) --truth $$truth
 	@echo "== decisions before authorization: $(DEMO_DECISIONS) live transactions through POST /v1/decisions"
-	@$(PY) -m devstack.decisions_demo live --num $(DEMO_DECISIONS) --customers $(DEMO_CUSTOMERS) --fraud-rate $(DEMO_FRAUD) --seed $$(date +%s)
+	@plan=$$($(PY) -m devstack.demo live-plan --customers $(DEMO_CUSTOMERS) --fraud-rate $(DEMO_FRAUD) --num $(DEMO_DECISIONS) --truth .stack/demo/decisions-truth.csv) && \
+	$(PY) -m devstack.decisions_demo live --num $(DEMO_DECISIONS) --fraud-rate $(DEMO_FRAUD) $$plan
 	@echo "(the job, the portal and the decision service keep running: make demo-stop stops them and the stack)"
 
 demo-stop: decisions-stop portal-stop stream-stop stack-down

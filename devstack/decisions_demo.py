@@ -5,9 +5,9 @@ created on the first run: ``python -m decisions keys create --client demo``, mod
 Writes: decisions through the API (which publishes them; the streaming job records them).
 
     python -m devstack.decisions_demo wait                      # until /health is ok; prints the URL
-    python -m devstack.decisions_demo live --num 500 --seed 7 --customers 2000
-        # 500 live transactions of the simulator (same seed and customers: the history's
-        # customers) decided through POST /v1/decisions by 8 concurrent callers; prints the
+    python -m devstack.decisions_demo live --num 500 --seed 42 --customers 2000 --start 2025-01-31T00:00:00Z
+        # 500 live transactions of the simulator (same seed, customers and a start after the
+        # history: the history's customers, continued; `devstack.demo live-plan` prints them) decided through POST /v1/decisions by 8 concurrent callers; prints the
         # decisions, their latency and their precision / recall against the simulator's truth
 """
 
@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from itertools import islice
 
 from fraudops.settings import Settings, load_settings
@@ -68,7 +69,8 @@ def wait(settings: Settings, timeout: float = 240.0) -> int:
     return 1
 
 
-def live(settings: Settings, num: int, seed: int, customers: int, fraud_rate: float, callers: int = 8) -> int:
+def live(settings: Settings, num: int, seed: int, customers: int, fraud_rate: float, callers: int = 8,
+         start: datetime | None = None) -> int:
     import httpx
     import numpy as np
 
@@ -77,7 +79,7 @@ def live(settings: Settings, num: int, seed: int, customers: int, fraud_rate: fl
     from streaming.producer import default_start
 
     simulator = LiveSimulator(seed=seed, fraud_ratio=fraud_rate, customers=customers,
-                              start=default_start(num, customers))
+                              start=start or default_start(num, customers))
     events = list(islice((e for e in simulator if e.kind == "transaction"), num))
     key = demo_key(settings)
     client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10)
@@ -123,13 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--customers", type=int, default=2000)
     run.add_argument("--fraud-rate", type=float, default=0.01)
     run.add_argument("--callers", type=int, default=8)
+    run.add_argument("--start", default=None,
+                     help="event time of the first transaction, ISO-8601 (devstack.demo live-plan prints one "
+                          "continuing the history; default: the producer's)")
     args = parser.parse_args(argv)
     settings = load_settings()
     if args.command == "wait":
         return wait(settings)
     if args.num <= 0 or args.callers <= 0:
         parser.error("--num and --callers must be > 0")
-    return live(settings, args.num, args.seed, args.customers, args.fraud_rate, args.callers)
+    start = None
+    if args.start is not None:
+        try:
+            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        except ValueError:
+            parser.error(f"argument --start: not an ISO-8601 time: {args.start!r}")
+    return live(settings, args.num, args.seed, args.customers, args.fraud_rate, args.callers, start)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Run:
     python -m pipelines.materialize --since 91d                                   # from PostgreSQL
     python -m pipelines.materialize --since 91d --source parquet --path data/history.parquet
     make materialize SINCE=91d
-    mlflow run . -e materialize --env-manager local -P since=91d -P source=parquet
+    mlflow run . -e materialize --env-manager local -P since=91d -P source=parquet -P path=data/history.parquet
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.common import DEFAULT_DATA
+from pipelines.common import DEFAULT_DATA, parse_bool
 
 SOURCES = ("postgres", "parquet")
 DEFAULT_SINCE = "91d"
@@ -362,16 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-schema", default="public", help="schema of the transactions table (--source postgres)")
     p.add_argument("--redis-prefix", default="", help="key prefix of the feature store (the job's --redis-prefix)")
     p.add_argument("--batch-rows", type=_positive_int("--batch-rows"), default=DEFAULT_BATCH_ROWS)
-    p.add_argument("--restart", action="store_true", help="ignore the recorded progress of this source")
+    p.add_argument("--restart", nargs="?", const="true", default="false",
+                   help="ignore the recorded progress of this source (--restart, or --restart true|false)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> MaterializeResult | int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        restart = parse_bool(args.restart, "--restart")
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         result = materialize(args.source, args.since, path=args.path, pg_schema=args.pg_schema,
-                             redis_prefix=args.redis_prefix, batch_rows=args.batch_rows, restart=args.restart,
+                             redis_prefix=args.redis_prefix, batch_rows=args.batch_rows, restart=restart,
                              progress=not args.no_progress)
     except (ConnectionError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -264,7 +264,7 @@ def test_a_request_still_queued_past_its_budget_gets_the_degraded_answer_and_kee
         assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
         timed_out = [(b, a.json()) for b, a in zip(bodies, answers, strict=True) if a.json()["degraded"]]
         assert timed_out, "no request waited past a 1 ms budget"
-        for body, answer in timed_out:
+        for _body, answer in timed_out:
             assert answer["degraded_reason"] == "timeout" and answer["decision"] == "review"
         body, answer = timed_out[0]
         again = running.post(body).json()  # the answer given is the answer kept

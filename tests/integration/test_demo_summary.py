@@ -66,3 +66,68 @@ def test_wait_scored_sees_the_scenarios_once_committed(pg_conn, schema):
     assert wait_until_scored(pg_conn, ids, timeout=5)
     assert not wait_until_scored(pg_conn, [*ids, "TXN_never_sent"], timeout=1)
     assert wait_until_scored(pg_conn, ids[:1], timeout=1)  # still reading the planted schema
+
+
+def test_summary_prints_precision_and_recall_of_the_live_alerts(settings, pg_conn, schema, capsys):
+    since = datetime.now(UTC).replace(microsecond=0)
+    history = history_since(days=3, customers=30, seed=7, fraud_ratio=0.1).reset_index(drop=True)
+    rows = scored_rows(history, threshold=0.5, seed=3)
+    insert_scored(pg_conn, schema, rows, with_alerts=False)
+    truth = history[["transaction_id", "is_fraud", "fraud_scenario"]].copy()
+    never_scored = pd.DataFrame({"transaction_id": ["TXN_never_sent"], "is_fraud": [1], "fraud_scenario": ["card_testing"]})
+    truth = pd.concat([truth, never_scored], ignore_index=True)
+    alert, fraud = rows["is_fraud"].to_numpy(bool), history["is_fraud"].to_numpy() == 1
+    assert 0 < (alert & fraud).sum() < min(alert.sum(), fraud.sum())  # neither 0 nor 1
+
+    with pg_conn.cursor() as cur:
+        cur.execute(f'SET search_path TO "{schema}"')
+    pg_conn.commit()
+    print_summary(pg_conn, settings, since, [m["transaction_id"] for m in seed_messages_for_run("none")], truth)
+    out = capsys.readouterr().out
+
+    line = next(line for line in out.splitlines() if line.startswith("live alerts vs truth"))
+    caught = int((alert & fraud).sum())
+    assert f"precision {caught / alert.sum():.3f} ({caught} of {int(alert.sum())} alerts are fraud)" in line
+    assert f"recall {caught / fraud.sum():.3f} ({caught} of {int(fraud.sum())} frauds alerted)" in line
+    assert f"over {len(history)} scored live transactions" in line
+    by_scenario = next(line for line in out.splitlines() if "recall by scenario" in line)
+    for name, group in history[fraud].groupby("fraud_scenario"):
+        assert f"{name} {int(alert[group.index].sum())}/{len(group)}" in by_scenario
+    assert "transactions scored :" in out  # the existing lines stay
+
+
+def test_live_plan_continues_the_history_and_its_truth_is_the_producers_stream(pg_conn, schema, tmp_path):
+    from devstack.demo import live_ground_truth, plan_live
+    from simulator.generator import LiveSimulator
+
+    history = history_since(days=2, customers=20, seed=5, end=datetime(2025, 3, 1, tzinfo=UTC))
+    path = tmp_path / "history.parquet"
+    history.to_parquet(path, index=False)
+    with pg_conn.cursor() as cur:
+        cur.execute(f'SET search_path TO "{schema}"')
+    pg_conn.commit()
+    newest = pd.to_datetime(history["transaction_time"], utc=True).max()
+
+    args = plan_live(pg_conn, path, seed=5, customers=20, fraud_rate=0.05, num=50, truth=tmp_path / "truth.csv")
+    assert args[:4] == ["--seed", "5", "--customers", "20"]
+    start = datetime.fromisoformat(args[5])
+    assert start == newest + timedelta(milliseconds=1)  # right after the history's newest event
+    truth = pd.read_csv(tmp_path / "truth.csv", dtype={"transaction_id": str})
+    # the producer's simulator (streaming.producer builds it so from --seed/--customers/--start)
+    producer_stream = LiveSimulator(seed=5, fraud_ratio=0.05, customers=20, start=start,
+                                    label_delay=timedelta(seconds=60))
+    sent = [e for e, _ in zip((e for e in producer_stream if e.kind == "transaction"), range(50), strict=False)]
+    assert truth["transaction_id"].tolist() == [e.message["transaction_id"] for e in sent]
+    assert truth["is_fraud"].tolist() == [e.is_fraud for e in sent]
+    assert live_ground_truth(5, 20, 0.05, start, 50).equals(truth)
+    assert truth["transaction_id"].str.startswith("TXN_L5_").all()
+
+    # a previous run's live transactions, later than the history: the next run starts after them
+    later = scored_rows(history.head(1).assign(transaction_id=f"TXN_L5_{int(start.timestamp())}_000000049",
+                                               transaction_time=newest + pd.Timedelta(hours=9)))
+    insert_scored(pg_conn, schema, later, with_alerts=False)
+    with pg_conn.cursor() as cur:
+        cur.execute(f'SET search_path TO "{schema}"')
+    pg_conn.commit()
+    again = plan_live(pg_conn, path, seed=5, customers=20, fraud_rate=0.05, num=5, truth=tmp_path / "truth2.csv")
+    assert datetime.fromisoformat(again[5]) == newest + pd.Timedelta(hours=9) + timedelta(milliseconds=1)
