@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None, settings) -> argparse.Namespace:
     serve.add_argument("--degraded-mode", choices=DEGRADED_MODES, default=None,
                        help="default: DECISION_DEGRADED_MODE")
     serve.add_argument("--max-batch", type=int, default=256)
+    serve.add_argument("--rules-reload-seconds", type=_positive("--rules-reload-seconds"), default=None,
+                       help="how often published rule and list changes are picked up (default: RULES_RELOAD_SECONDS)")
+    serve.add_argument("--review-budget", type=int, default=None,
+                       help="at most this many reviews a UTC day (default: REVIEW_BUDGET_PER_DAY; 0: none)")
     keys = commands.add_parser("keys", help="API keys of the callers")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("--client", default=None)
@@ -69,6 +73,8 @@ def parse_args(argv: list[str] | None, settings) -> argparse.Namespace:
             parser.error(f"--port must be 1-65535 (got {args.port})")
         if args.max_batch < 1:
             parser.error(f"--max-batch must be >= 1 (got {args.max_batch})")
+        if args.review_budget is not None and args.review_budget < 0:
+            parser.error(f"--review-budget must be >= 0 (got {args.review_budget})")
     elif args.action in ("create", "revoke") and not args.client:
         parser.error(f"keys {args.action} needs --client NAME")
     return args
@@ -85,7 +91,8 @@ def serve(args, settings) -> int:
                              model_uri=args.model_uri, model_refresh_seconds=args.model_refresh_seconds,
                              merchant_refresh_seconds=args.merchant_refresh_seconds,
                              label_delay_seconds=args.label_delay_seconds, timeout_ms=args.timeout_ms,
-                             degraded_mode=args.degraded_mode, max_batch=args.max_batch)
+                             degraded_mode=args.degraded_mode, max_batch=args.max_batch,
+                             rules_reload_seconds=args.rules_reload_seconds, review_budget_per_day=args.review_budget)
     try:
         service = DecisionService(settings, options).start()
     except ValueError as exc:

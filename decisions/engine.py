@@ -35,6 +35,7 @@ from decisions.policy import (
     degraded_decision,
 )
 from decisions.records import DecisionRecords, request_hash
+from rules.policy import BUDGET_MARK, final_decision
 from features.definition import FEATURE_COLUMNS
 from features.stream import remember_events, stream_features
 from fraudops.contract.decisions import decided_message
@@ -84,8 +85,11 @@ class ServedVersion:
 
 
 class DecisionEngine:
-    def __init__(self, store, records: DecisionRecords, publisher, degraded_mode: str = "review"):
+    def __init__(self, store, records: DecisionRecords, publisher, degraded_mode: str = "review",
+                 rules=None, budget=None):
         self.store = store  # features.online.FeatureStore
+        self.rules = rules  # rules.ruleset.RuleSetCache, or None: the model alone decides
+        self.budget = budget  # rules.policy.ReviewBudget, or None: no review budget
         self.records = records
         self.publisher = publisher
         self.degraded_mode = degraded_mode
@@ -162,9 +166,29 @@ class DecisionEngine:
         X = featured[FEATURE_COLUMNS]
         score = np.asarray(version.model.predict(X), dtype="float64")
         decision = decide(score, version.thresholds)
+        decision, rules_fired = self._apply_rules(featured, score, decision)
         # reasons for what stops or holds a payment (review, decline), as the stream explains its alerts
         return pd.DataFrame({"fraud_score": score, "decision": decision, "features": features_json(featured),
-                             "reasons": alert_reasons_json(version.model, X, decision != "approve")})
+                             "reasons": alert_reasons_json(version.model, X, decision != "approve"),
+                             "rules_fired": rules_fired})
+
+    def _apply_rules(self, featured: pd.DataFrame, score: np.ndarray, decision: np.ndarray):
+        """The rules and lists (rules.policy's precedence) on top of the model's decisions, then
+        the review budget; returns (final decisions, rules_fired per row)."""
+        ruleset = self.rules.ruleset if self.rules is not None else None
+        fired: list[list[dict]] = [[] for _ in range(len(decision))]
+        final = decision.copy()
+        if ruleset:
+            rows = featured.assign(score=score).to_dict("records")
+            for i, outcome in enumerate(ruleset.evaluate(rows)):
+                final[i], _ = final_decision(decision[i], outcome)
+                fired[i] = outcome.recorded()
+        if self.budget is not None and self.budget.enabled:
+            for i in np.flatnonzero(final == "review"):
+                if not self.budget.admit(float(score[i])):
+                    final[i] = "approve"
+                    fired[i] = [*fired[i], BUDGET_MARK]
+        return final, fired
 
     def _commit(self, batch: list[Pending], answers: pd.DataFrame, version: ServedVersion) -> None:
         decided_at = datetime.now(UTC).isoformat()
@@ -176,7 +200,8 @@ class DecisionEngine:
                        "model_version": version.served.version,
                        "feature_set_version": version.served.feature_set_version,
                        "features": row.features, "reasons": row.reasons, "decided_at": decided_at,
-                       "degraded": False, "degraded_reason": None}
+                       "degraded": False, "degraded_reason": None, "rules_fired": row.rules_fired,
+                       "rules_revision": self.rules.ruleset.revision if self.rules is not None else None}
             response = response_body(pending.record, decided)
             message = decided_message(pending.record, decided)
             entries.append((pending.transaction_id, request_hash(pending.record), response, message))
@@ -203,7 +228,7 @@ class DecisionEngine:
                        "model_version": version.served.version if version else None,
                        "feature_set_version": version.served.feature_set_version if version else None,
                        "features": None, "reasons": None, "decided_at": decided_at,
-                       "degraded": True, "degraded_reason": reason}
+                       "degraded": True, "degraded_reason": reason, "rules_fired": None, "rules_revision": None}
             response = response_body(pending.record, decided)
             message = decided_message(pending.record, decided)
             entries.append((pending, response, message))
@@ -229,6 +254,7 @@ def response_body(record: dict, decided: dict) -> dict:
             "model_version": decided["model_version"],
             "reasons": json.loads(decided["reasons"]) if decided["reasons"] else [],
             "degraded": decided["degraded"], "degraded_reason": decided["degraded_reason"],
+            "rules": decided.get("rules_fired") or [], "rules_revision": decided.get("rules_revision"),
             "decided_at": decided["decided_at"], "replayed": False}
 
 

@@ -36,6 +36,8 @@ class ServiceOptions:
     degraded_mode: str | None = None
     max_batch: int = 256
     require_keys: bool = True
+    rules_reload_seconds: float | None = None  # None: RULES_RELOAD_SECONDS
+    review_budget_per_day: int | None = None  # None: REVIEW_BUDGET_PER_DAY (0: no budget)
 
 
 class DecisionService:
@@ -75,6 +77,8 @@ class DecisionService:
         from decisions.publisher import DecisionPublisher
         from decisions.records import DecisionRecords
         from features.online import FeatureStore, FeatureStoreTarget
+        from rules.policy import ReviewBudget
+        from rules.ruleset import RuleSetCache
 
         s, o = self.settings, self.options
         target = FeatureStoreTarget(host=s.feature_store_host, port=s.feature_store_port,
@@ -83,7 +87,12 @@ class DecisionService:
         self.store = FeatureStore(client, o.redis_prefix)
         self.records = DecisionRecords(client, o.redis_prefix)
         self.publisher = DecisionPublisher(s.kafka_brokers, o.topic or s.kafka_decisions_topic, self.records).start()
-        self.engine = DecisionEngine(self.store, self.records, self.publisher, self.degraded_mode)
+        self.rules = RuleSetCache(self.pg_connect, o.rules_reload_seconds if o.rules_reload_seconds is not None
+                                  else s.rules_reload_seconds).start()
+        per_day = o.review_budget_per_day if o.review_budget_per_day is not None else s.review_budget_per_day
+        self.budget = ReviewBudget(client, per_day, f"{o.redis_prefix}review_budget:")
+        self.engine = DecisionEngine(self.store, self.records, self.publisher, self.degraded_mode,
+                                     rules=self.rules, budget=self.budget)
         self.batcher = Batcher(self.engine, o.max_batch).start()
         self.clients = ClientRegistry(self.pg_connect)
         if o.require_keys:
@@ -98,6 +107,7 @@ class DecisionService:
         self.batcher.stop()
         self.publisher.stop()
         self.clients.stop()
+        self.rules.stop()
         if self.model_server is not None:
             self.model_server.stop()
 
@@ -175,4 +185,9 @@ class DecisionService:
                 "feature_store": "up" if store_up else "down",
                 "merchant_snapshot_age_s": None if self.snapshot_at is None else round(time.time() - self.snapshot_at, 1),
                 "queued": self.batcher.queued(), "degraded_mode": self.degraded_mode,
-                "timeout_ms": self.timeout_s * 1000.0, **self.engine.stats}
+                "timeout_ms": self.timeout_s * 1000.0, **self.engine.stats,
+                "rules": {"revision": self.rules.ruleset.revision, "live": len(self.rules.ruleset.rules),
+                          "lists": len(self.rules.ruleset.lists), "errors": sum(self.rules.ruleset.errors.values()),
+                          "reload_error": self.rules.last_error},
+                "review_budget": ({"per_day": self.budget.per_day, "used_today": self.budget.used()}
+                                  if self.budget.enabled else None)}

@@ -64,6 +64,7 @@ class Setting:
 KAFKA, POSTGRES, REDIS, FEATURE_STORE = "Kafka", "PostgreSQL", "Redis", "Online feature store"
 MLFLOW, PORTAL, MONITORING, LOCAL = "MLflow and the served model", "Analyst portal", "Monitoring", "Local state"
 DECISIONS = "Decision service"
+RULES = "Rules and lists"
 JUPYTER, BOOTSTRAP, SPARK = "Jupyter", "optional: first model", "optional: Spark"
 IMAGES, HOST_PORTS = "optional: image and host", "optional: host ports"
 _CONTAINERS_ONLY = {"local_stack": False}
@@ -128,6 +129,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DECISION_DEGRADED_MODE", "review", "answer when the feature store or the model is unavailable: "
             "review, or approve-and-flag (approve, flagged degraded for the stream to score)", DECISIONS,
             "decision_degraded_mode", containers=False),
+    # ------------------------------------------------------------ rules and lists (rules/)
+    Setting("RULES_FOUR_EYES", "true", "publishing, shadowing or retiring a rule, and a large list change, take a "
+            "second person's approval (a rule_approver who is not the requester): true or false", RULES,
+            "rules_four_eyes", containers=False),
+    Setting("RULES_LIST_APPROVAL_SIZE", "100", "a list change of more entries than this needs four-eyes approval",
+            RULES, "rules_list_approval_size", int, containers=False),
+    Setting("RULES_RELOAD_SECONDS", "5", "how often the decision service checks for published rule and list "
+            "changes (rules_revisions)", RULES, "rules_reload_seconds", int, containers=False),
+    Setting("REVIEW_BUDGET_PER_DAY", "0", "at most this many review decisions per UTC day, given to the "
+            "highest-risk transactions (0: no budget)", RULES, "review_budget_per_day", int, containers=False),
     # ------------------------------------------------------------ monitoring
     Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
             "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),

@@ -1,7 +1,7 @@
 """Portal users in PostgreSQL (table portal_users): names, roles, argon2id password hashes.
 
 Reads/writes: ``<pg-schema>``.portal_users. Passwords are never stored, logged or taken as a
-command-line argument. Run: ``python -m portal add-user NAME --role analyst|viewer``.
+command-line argument. Run: ``python -m portal add-user NAME --role analyst|viewer|rule_author|rule_approver``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-ROLES = ("analyst", "viewer")
+ROLES = ("analyst", "viewer", "rule_author", "rule_approver")  # rule_*: analysts who also write rules (rules/)
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
@@ -31,7 +31,7 @@ class User:
 
     @property
     def can_review(self) -> bool:
-        return self.role == "analyst"
+        return self.role in ("analyst", "rule_author", "rule_approver")
 
 
 def check_new_user(name: str, role: str, password: str) -> None:

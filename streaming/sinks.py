@@ -202,8 +202,9 @@ def alert_rows(scored: pd.DataFrame, detection_time: datetime) -> pd.DataFrame:
 def alert_payload(row: dict) -> str:
     """The alert as strict JSON, the same text in Redis and on the alerts topic (reasons as a list)."""
     payload = {key: _plain(row.get(key)) for key in ALERT_INSERT_COLUMNS}
-    if isinstance(payload.get("reasons"), str):  # the stream's column holds the JSON text PostgreSQL gets
-        payload["reasons"] = json.loads(payload["reasons"])
+    for key in ("reasons", "rules_fired"):  # the stream's columns hold the JSON text PostgreSQL gets
+        if isinstance(payload.get(key), str):
+            payload[key] = json.loads(payload[key])
     return strict_dumps(payload, separators=(",", ":"))
 
 

@@ -13,7 +13,11 @@ THE message validator, like any transaction), plus one object under ``"decision"
      "decision": {"decision": "review", "fraud_score": 0.71, "review_threshold": 0.42,
                   "decline_threshold": 0.93, "model_version": "3", "feature_set_version": "v4",
                   "features": {...}, "reasons": [...], "decided_at": "2026-12-04T18:00:00.123456+00:00",
-                  "degraded": false, "degraded_reason": null}}
+                  "degraded": false, "degraded_reason": null,
+                  "rules_fired": [{"name": "big_new_country", "version": 2, "action": "review", "shadow": false}]}}
+
+``rules_fired``: the rules (rules/) that fired and the list hits (``list:<name>``), with their
+versions; shadow rules are listed with ``"shadow": true`` and never changed the decision.
 
 ``degraded`` true: the service could not score (feature store or model unavailable, or its
 budget spent) and answered with its degraded mode; then fraud_score, features and reasons are
@@ -35,7 +39,10 @@ DECISION_KEY = "decision"
 DEGRADED_MODES = ("review", "approve-and-flag")
 # the columns of a decided row that the decision object carries (besides the transaction's own)
 DECIDED_COLUMNS = ("decision", "fraud_score", "review_threshold", "decline_threshold", "model_version",
-                   "feature_set_version", "features", "reasons", "decided_at", "degraded", "degraded_reason")
+                   "feature_set_version", "features", "reasons", "decided_at", "degraded", "degraded_reason",
+                   "rules_fired")
+# JSON-valued columns (objects or lists on the wire, JSON text in the rows)
+_JSON_COLUMNS = ("features", "reasons", "rules_fired")
 
 
 def decided_message(record: Mapping[str, Any], decided: Mapping[str, Any]) -> bytes:
@@ -44,7 +51,7 @@ def decided_message(record: Mapping[str, Any], decided: Mapping[str, Any]) -> by
     reasons as JSON text or objects) under ``"decision"``."""
     body = json.loads(serialize_message(record))
     decision = {key: decided.get(key) for key in DECIDED_COLUMNS}
-    for key in ("features", "reasons"):
+    for key in _JSON_COLUMNS:
         if isinstance(decision[key], str):
             decision[key] = json.loads(decision[key])
     body[DECISION_KEY] = decision
@@ -78,8 +85,11 @@ def parse_decision(raw: bytes | str | None) -> tuple[dict | None, str | None]:
                 return None, f"bad_decision:{key}"
         if not isinstance(decided.get("features"), dict) or decided.get("model_version") in (None, ""):
             return None, "bad_decision:features"
+    rules_fired = decided.get("rules_fired")
+    if rules_fired is not None and not (isinstance(rules_fired, list) and all(isinstance(r, dict) for r in rules_fired)):
+        return None, "bad_decision:rules_fired"
     out = {key: decided.get(key) for key in DECIDED_COLUMNS}
-    for key in ("features", "reasons"):
+    for key in _JSON_COLUMNS:
         if out[key] is not None:
             out[key] = strict_dumps(out[key], separators=(",", ":"))
     return out, None

@@ -13,12 +13,12 @@ TRANSACTION_INSERT_COLUMNS: list[str] = [
     "features", "kafka_partition", "kafka_offset", "produced_at", "scored_at",
     # the decision service's answer (migration 0006); NULL for rows the stream alone scored
     *(DECISION_ROW_COLUMNS := ["decision", "decline_threshold", "decided_at", "decision_degraded",
-                               "degraded_reason"]),
+                               "degraded_reason", "rules_fired"]),
 ]
 
 ALERT_INSERT_COLUMNS: list[str] = [
     "transaction_id", "user_id", "amount", "currency", "merchant", "country", "transaction_time",
-    "fraud_score", "model_version", "detection_time", "reasons", "decision",
+    "fraud_score", "model_version", "detection_time", "reasons", "decision", "rules_fired",
 ]
 
 QUARANTINE_INSERT_COLUMNS: list[str] = [
