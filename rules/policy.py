@@ -14,8 +14,10 @@ a review beyond what the day can take becomes approve, recorded as ``review_budg
 
 The review budget gives the day's N reviews to the highest-risk transactions: it keeps the scores
 of the recent review candidates (the last hour) and, from their rate and what is left of the day
-and of the budget, the score a candidate must reach to be kept; never more than N a day (a Redis
-counter per UTC day, shared by every process that decides).
+and of the budget, the score a candidate must reach to be kept (until it has seen 20 candidates,
+it gives out at most a tenth of the budget); never more than N a day (a Redis counter per UTC
+day, shared by every process that decides). The streaming job's own alerts (transactions nobody
+asked a decision for) are not counted.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ReviewBudget:
 
     WINDOW_S = 3600.0
     MIN_SAMPLE = 20
+    MAX_SAMPLE = 20_000
 
     def __init__(self, redis, per_day: int, key_prefix: str = "review_budget:", clock=time.time):
         if per_day < 0:
@@ -100,6 +103,8 @@ class ReviewBudget:
         used = int(self.redis.get(key) or 0)
         if used >= self.per_day or value < self.cutoff(now, used):
             return False
+        if len(self._sorted) < self.MIN_SAMPLE and used >= max(1, self.per_day // 10):
+            return False  # too few candidates seen to know what is high: a tenth of the budget meanwhile
         pipe = self.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, 2 * 86_400)
@@ -110,6 +115,9 @@ class ReviewBudget:
         return True
 
     def _remember(self, now: float, score: float) -> None:
+        if len(self._recent) >= self.MAX_SAMPLE:
+            _, old = self._recent.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
         self._recent.append((now, score))
         bisect.insort(self._sorted, score)
         while self._recent and self._recent[0][0] < now - self.WINDOW_S:

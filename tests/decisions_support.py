@@ -40,6 +40,44 @@ class RunningService:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+@contextmanager
+def private_space(settings, letter: str = "d"):
+    """A PostgreSQL schema (migrated), a feature-store prefix and a decisions topic of one test
+    module; the schema is dropped after."""
+    import uuid
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from fraudops.db import apply_migrations, connect
+
+    tag = f"{letter}{uuid.uuid4().hex[:10]}"
+    conn = connect(settings)
+    schema = f"s_{tag}"
+    apply_migrations(conn, schema)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    for future in admin.create_topics([NewTopic(f"decisions-{tag}", 2, 1)]).values():
+        future.result(timeout=30)
+    try:
+        yield {"schema": schema, "prefix": f"{tag}:", "topic": f"decisions-{tag}", "tag": tag}
+    finally:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.commit()
+        conn.close()
+
+
+def schema_connection(settings, schema: str):
+    """A PostgreSQL connection whose search_path is ``schema``."""
+    from fraudops.db import connect
+
+    conn = connect(settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', %s, false)", (schema,))
+    conn.commit()
+    return conn
+
+
 def create_key(settings, schema: str, client: str, rate_limit: float = 100_000.0) -> str:
     from decisions.auth import create_client
     from fraudops.db import connect

@@ -29,23 +29,8 @@ def model_name(settings):
 
 @pytest.fixture(scope="module")
 def space(settings):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from fraudops.db import apply_migrations, connect
-
-    tag = f"d{uuid.uuid4().hex[:10]}"
-    conn = connect(settings)
-    schema = f"s_{tag}"
-    apply_migrations(conn, schema)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
-    for future in admin.create_topics([NewTopic(f"decisions-{tag}", 2, 1)]).values():
-        future.result(timeout=30)
-    yield {"schema": schema, "prefix": f"{tag}:", "topic": f"decisions-{tag}", "tag": tag}
-    conn.rollback()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    conn.commit()
-    conn.close()
+    with ds.private_space(settings) as created:
+        yield created
 
 
 @pytest.fixture(scope="module")
