@@ -1,19 +1,19 @@
 """Rules and lists from the command line (the portal's rules pages do the same through rules.store).
 
-    python -m rules check --expression 'amount > 2000 && user_new_country == 1'
+    python -m rules check --expression 'amount > 2000.0 && user_new_country == 1.0'
     python -m rules save big_new_country --expression '...' --action review --priority 50 \\
-        --actor ana --reason "ATO wave"                       # a new version, as a draft
+        --actor alice --reason "ATO wave"                     # a new version, as a draft
     python -m rules backtest --rule big_new_country --days 30  # or --expression '...'
-    python -m rules request publish big_new_country --actor ana --reason "backtested: precision 0.41"
+    python -m rules request publish big_new_country --actor alice --reason "backtested"
     python -m rules pending
-    python -m rules approve 7 --actor olga                     # a rule_approver other than ana
-    python -m rules reject 7 --actor olga --reason "too many hits"
+    python -m rules approve 2 --actor bob --reason "four eyes" # a rule_approver other than alice
+    python -m rules reject 2 --actor bob --reason "too many hits"
     python -m rules list                                       # rules, newest versions and live ones
     python -m rules history big_new_country
-    python -m rules lists create mule_devices --kind block --field device_id --actor ana
-    python -m rules lists add mule_devices DEV_1 DEV_2 [--expires 2026-12-31T00:00:00Z] --actor ana --reason "..."
-    python -m rules lists remove mule_devices DEV_1 --actor ana --reason "..."
-    python -m rules lists import mule_devices --csv devices.csv --actor ana --reason "..."  # value[,expires_at,reason]
+    python -m rules lists create mule_devices --kind block --field device_id --actor alice
+    python -m rules lists add mule_devices DEV_MULE_1 DEV_2 [--expires 2030-01-01T00:00:00Z] --actor alice --reason "..."
+    python -m rules lists remove mule_devices DEV_MULE_1 --actor alice --reason "..."
+    python -m rules lists import mule_devices --csv devices.csv --actor alice --reason "..."  # value[,expires_at,reason]
     python -m rules lists show mule_devices
 
 ``--actor`` is a portal user (python -m portal add-user NAME --role rule_author|rule_approver).
@@ -44,7 +44,9 @@ from rules.store import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rules", description="decision rules and lists")
+    parser = argparse.ArgumentParser(prog="python -m rules", description="decision rules and lists",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--pg-schema", default="public")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="compile an expression (nothing saved)")
