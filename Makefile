@@ -214,6 +214,17 @@ decisions-stop:
 decisions-key: stack-up   ## a new API key: make decisions-key CLIENT=name
 	@$(PY) -m decisions keys create --client $(or $(CLIENT),$(USER),local)
 
+# ---------------------------------------------------------------- rules and lists (rules/)
+.PHONY: rules rules-backtest rules-bench
+rules: stack-up   ## the rules (live and newest versions), the lists and the changes waiting for approval
+	@$(PY) -m rules list && $(PY) -m rules lists show && $(PY) -m rules pending
+
+rules-backtest: stack-up   ## make rules-backtest EXPR='amount > 2000.0' [DAYS=30]
+	@$(PY) -m rules backtest --expression "$(EXPR)" --days $(or $(DAYS),30)
+
+rules-bench: stack-up   ## the backtest benchmark: 30 days of a 1M-transaction table
+	@$(PY) -m bench.rules_bench
+
 # ---------------------------------------------------------------- benchmarks (no timed asserts in tests)
 BENCH_ARGS ?=
 .PHONY: bench
