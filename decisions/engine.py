@@ -35,12 +35,12 @@ from decisions.policy import (
     degraded_decision,
 )
 from decisions.records import DecisionRecords, request_hash
-from rules.policy import BUDGET_MARK, final_decision
 from features.definition import FEATURE_COLUMNS
 from features.stream import remember_events, stream_features
 from fraudops.contract.decisions import decided_message
 from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS, validate_messages_frame
 from fraudops.modeling.explain import alert_reasons_json
+from rules.policy import BUDGET_MARK, apply_rules
 
 log = logging.getLogger("decisions.engine")
 
@@ -175,14 +175,7 @@ class DecisionEngine:
     def _apply_rules(self, featured: pd.DataFrame, score: np.ndarray, decision: np.ndarray):
         """The rules and lists (rules.policy's precedence) on top of the model's decisions, then
         the review budget; returns (final decisions, rules_fired per row)."""
-        ruleset = self.rules.ruleset if self.rules is not None else None
-        fired: list[list[dict]] = [[] for _ in range(len(decision))]
-        final = decision.copy()
-        if ruleset:
-            rows = featured.assign(score=score).to_dict("records")
-            for i, outcome in enumerate(ruleset.evaluate(rows)):
-                final[i], _ = final_decision(decision[i], outcome)
-                fired[i] = outcome.recorded()
+        final, fired = apply_rules(self.rules.ruleset if self.rules is not None else None, featured, score, decision)
         if self.budget is not None and self.budget.enabled:
             for i in np.flatnonzero(final == "review"):
                 if not self.budget.admit(float(score[i])):

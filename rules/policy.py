@@ -27,7 +27,9 @@ import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
-from rules.ruleset import Outcome
+import numpy as np
+
+from rules.ruleset import Outcome, RuleSet
 
 BUDGET_MARK = {"name": "review_budget", "version": 0, "action": "approve", "shadow": False}
 
@@ -50,6 +52,20 @@ def final_decision(model_decision: str, outcome: Outcome) -> tuple[str, str]:
     if model_decision == "review":
         return "review", "model"
     return "approve", "model"
+
+
+def apply_rules(ruleset: RuleSet | None, rows, scores: np.ndarray,
+                model_decisions: np.ndarray) -> tuple[np.ndarray, list[list[dict]]]:
+    """The final decision of each row (a DataFrame of the transactions' fields and features),
+    and what fired on it (rules_fired), per :func:`final_decision`; the model's decisions when
+    there are no rules and lists."""
+    final = np.asarray(model_decisions, dtype=object).copy()
+    fired: list[list[dict]] = [[] for _ in range(len(final))]
+    if ruleset:
+        for i, outcome in enumerate(ruleset.evaluate(rows.assign(score=scores).to_dict("records"))):
+            final[i], _ = final_decision(final[i], outcome)
+            fired[i] = outcome.recorded()
+    return final, fired
 
 
 class ReviewBudget:

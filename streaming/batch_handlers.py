@@ -140,6 +140,7 @@ class ScoringBatchWriter:
         self.tracking_uri = tracking_uri
         self.tasks = tasks
         self.decisions_topic: str | None = None  # the decision service's topic, read beside the transactions
+        self.rules_reload_seconds = 5.0  # how often the workers check for published rules (RULES_RELOAD_SECONDS)
         self.redis_gap_since: datetime | None = None  # first alert Redis missed, if any
         self._gap_restored = False  # read an unclosed gap of an earlier run from audit_log once
         self._conn = None  # the driver's PostgreSQL connection for the Redis gap, reused across batches
@@ -151,7 +152,8 @@ class ScoringBatchWriter:
         return PassInputs(targets=self.targets, store=self.store, served=self.model_server.served,
                           tracking_uri=self.tracking_uri, merchant_risk=self.merchant_risk.current,
                           challenger=getattr(self.model_server, "challenger", None),
-                          decisions_topic=self.decisions_topic)
+                          decisions_topic=self.decisions_topic,
+                          rules_reload_seconds=self.rules_reload_seconds)
 
     def keep_warm(self) -> None:
         """A daemon thread: a one-row job that loads the model and opens the connections in a

@@ -248,6 +248,7 @@ def start_queries(spark, settings: Settings, options: JobOptions, model=None, zy
     topic = options.topic or settings.kafka_topic
     decisions_topic = options.decisions_topic or None
     scoring.decisions_topic = decisions_topic
+    scoring.rules_reload_seconds = float(settings.rules_reload_seconds)
     subscribed = ",".join(t for t in (topic, decisions_topic) if t)
     trigger = {"processingTime": f"{options.trigger_seconds} seconds"}
     checkpoints = options.checkpoint_dir

@@ -43,6 +43,7 @@ from fraudops.contract.tables import (
     QUARANTINE_INSERT_COLUMNS,
     SHADOW_SCORE_INSERT_COLUMNS,
 )
+from fraudops.jsonutil import strict_dumps
 from fraudops.modeling.explain import alert_reasons_json
 from fraudops.modeling.registry import ServedModel
 from streaming.sinks import (
@@ -72,6 +73,7 @@ class PassInputs:
     merchant_risk: object = None  # a Broadcast of a merchant_risk_snapshot DataFrame, or None
     challenger: ServedModel | None = None  # scored in shadow (never alerts) when set
     decisions_topic: str | None = None  # records of this topic are decided transactions (decisions/)
+    rules_reload_seconds: float = 5.0  # how often a worker checks for published rules and lists (rules/)
 
 
 # ---------------------------------------------------------------- per-worker caches
@@ -114,6 +116,32 @@ def _drop_pg(targets: SinkTargets) -> None:
 def worker_pg(targets: SinkTargets):
     """This worker's PostgreSQL connection (search_path set), opened on first use."""
     return _cached(("pg", targets.postgres_dsn, targets.pg_schema), lambda: pg_connect(targets))
+
+
+_RULESETS: dict[tuple, tuple] = {}  # (dsn, schema) -> (RuleSet, monotonic time it was last checked)
+
+
+def worker_rules(targets: SinkTargets, every_s: float = 5.0):
+    """This worker's rules and lists (rules.ruleset.RuleSet), reloaded when rules_revisions
+    moved, checked at most every ``every_s``; a PostgreSQL error keeps the last ones."""
+    from rules.ruleset import RuleSet, current_revision, load_ruleset
+
+    key = (targets.postgres_dsn, targets.pg_schema)
+    ruleset, checked = _RULESETS.get(key, (None, -1e9))
+    now = time.monotonic()
+    if ruleset is not None and now - checked < every_s:
+        return ruleset
+    try:
+        conn = worker_pg(targets)
+        if ruleset is None or current_revision(conn) != ruleset.revision:
+            ruleset = load_ruleset(conn)
+    except Exception as exc:  # noqa: BLE001 - scoring goes on with the rules it had
+        _log.warning("rules not reloaded (%s); keeping revision %s", str(exc).splitlines()[0][:200],
+                     ruleset.revision if ruleset is not None else "none")
+        _drop_pg(targets)
+        ruleset = ruleset if ruleset is not None else RuleSet.empty()
+    _RULESETS[key] = (ruleset, now)
+    return ruleset
 
 
 def worker_store(target: FeatureStoreTarget) -> FeatureStore:
@@ -193,20 +221,31 @@ def _only_strings(values: np.ndarray) -> bool:
     return bool(lib.is_string_array(values, skipna=True))
 
 
-def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str) -> pd.DataFrame:
+def score_rows(featured: pd.DataFrame, served: ServedModel, tracking_uri: str, ruleset=None) -> pd.DataFrame:
     """``featured`` plus fraud_score (P(fraud) of the served pyfunc), is_fraud and provenance.
 
     The place for more per-row model outputs: a challenger's shadow score (never alerting) and
     the top contributing features of each alert both belong here, next to the served score.
+    With ``ruleset`` (rules.ruleset.RuleSet) the rules and lists act on the alert as they act on
+    a decision (rules.policy: an allow list or allow rule clears it, a block list or a decline /
+    review rule raises it) and ``rules_fired`` records what fired.
     """
     model = worker_model(served, tracking_uri)
     score = np.asarray(model.predict(featured[FEATURE_COLUMNS]), dtype="float64")
     alerted = score >= served.threshold
+    rules_fired = None
+    if ruleset:
+        from rules.policy import apply_rules
+
+        final, fired = apply_rules(ruleset, featured, score, np.where(alerted, "review", "approve"))
+        alerted = final != "approve"
+        rules_fired = [strict_dumps(f, separators=(",", ":")) if f else None for f in fired]
     return featured.assign(
         fraud_score=score, is_fraud=alerted, decision_threshold=served.threshold,
         model_version=served.version, feature_set_version=served.feature_set_version,
         features=features_json(featured),
         reasons=alert_reasons_json(model, featured[FEATURE_COLUMNS], alerted),  # alerted rows only
+        rules_fired=rules_fired,
     )
 
 
@@ -323,7 +362,8 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
         snapshot = inputs.merchant_risk.value if inputs.merchant_risk is not None else None
         store = worker_store(inputs.store)
         featured = stream_features(valid, store, snapshot)
-        scored = score_rows(featured, inputs.served, inputs.tracking_uri)
+        scored = score_rows(featured, inputs.served, inputs.tracking_uri,
+                            worker_rules(inputs.targets, inputs.rules_reload_seconds))
         scored["scored_at"] = pd.Timestamp.now(tz="UTC")
         if inputs.challenger is not None:
             try:
