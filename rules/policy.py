@@ -62,7 +62,9 @@ def apply_rules(ruleset: RuleSet | None, rows, scores: np.ndarray,
     final = np.asarray(model_decisions, dtype=object).copy()
     fired: list[list[dict]] = [[] for _ in range(len(final))]
     if ruleset:
-        for i, outcome in enumerate(ruleset.evaluate(rows.assign(score=scores).to_dict("records"))):
+        needed = (set(ruleset.fields) | {live.field for live in ruleset.lists.values()}) - {"score"}
+        frame = rows[[c for c in rows.columns if c in needed]].assign(score=scores)
+        for i, outcome in enumerate(ruleset.evaluate(frame.to_dict("records"))):
             final[i], _ = final_decision(final[i], outcome)
             fired[i] = outcome.recorded()
     return final, fired

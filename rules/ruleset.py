@@ -76,6 +76,7 @@ class RuleSet:
         self.revision = revision
         self.rules = sorted(rules, key=lambda r: (r.priority, r.name))
         self.lists = lists
+        self.fields = tuple(sorted({f for r in self.rules for f in r.compiled.fields}))  # what the rules read
         self.errors: dict[str, int] = {}
         self._last_logged: dict[str, float] = {}
 
@@ -106,7 +107,7 @@ class RuleSet:
                 if live.has(row.get(live.field), now):
                     outcome.list_hits.append({"list": live.name, "kind": live.kind, "field": live.field})
             if self.rules:
-                context = rule_context(rule_variables(row), in_list)
+                context = rule_context(rule_variables(row, self.fields), in_list)
                 for rule in self.rules:
                     try:
                         fired = rule.compiled.matches(context)
@@ -129,11 +130,12 @@ class RuleSet:
                         type(exc).__name__, exc, self.errors[key])
 
 
-def rule_variables(row: Mapping) -> dict:
-    """The CEL variables of one row: every RULE_FIELDS name (a missing string is "", a missing
-    number 0.0 -- NaN and None would make comparisons fail), typed for CEL."""
+def rule_variables(row: Mapping, fields=None) -> dict:
+    """The CEL variables of one row: the ``fields`` (default: every RULE_FIELDS name; a missing
+    string is "", a missing number 0.0 -- NaN and None would make comparisons fail), typed for CEL."""
     out = {}
-    for name, kind in RULE_FIELDS.items():
+    for name in RULE_FIELDS if fields is None else fields:
+        kind = RULE_FIELDS[name]
         value = row.get(name)
         if kind == "string":
             out[name] = "" if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
