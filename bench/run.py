@@ -14,6 +14,9 @@ Parts (each is its own module, runnable alone):
              latency at 2,000 and 500 tx/s, single-row batches, SIGKILL + restart, peak memory
   portal     bench.portal_bench: analyst portal, queue/dashboard p95 at 1M transactions, 50 live clients
   shadow     bench.shadow_bench: the scoring pass with and without a challenger (target <= 1.3x)
+  decisions  bench.decisions_bench: the decision service (POST /v1/decisions) under open-loop load at
+             200 and 1000 req/s (180 s each), the step search for decision_max_rps, the materialize
+             rate; its keys are merged into bench/RESULTS.json and its section into RESULTS.md
   startup    (only with --only) streaming's start and SIGKILL + restart phases alone, with the
              job's start-up milestones (bench_streaming.run_startup)
 A part that fails is recorded with its error and the others still run. Timing goals are
@@ -29,10 +32,10 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bench_report, shadow_bench
+from bench import bench_report, decisions_bench, shadow_bench
 from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
-PARTS = ("scoring", "stages", "streaming", "portal", "shadow", "startup")
+PARTS = ("scoring", "stages", "streaming", "portal", "shadow", "decisions", "startup")
 DEFAULT_PARTS = PARTS[:-1]  # startup repeats streaming's start and SIGKILL phases alone
 
 
@@ -41,6 +44,12 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
         from bench import portal_bench
 
         return portal_bench.run(settings, **({"transactions": 100_000, "alerts": 2_000, "seconds": 5.0} if quick else {}))
+    if part == "decisions":  # the decision service under open-loop load (bench.decisions_bench)
+        if quick:
+            return decisions_bench.run(settings, scratch, seconds=10.0, step_seconds=10.0,
+                                       step_rates=(200.0, 600.0, 1000.0), customers=5_000, history_days=7,
+                                       check_clients=False, model=model)
+        return decisions_bench.run(settings, scratch, model=model)
     if part == "shadow":  # issue 15: the scoring pass with and without a challenger
         return shadow_bench.run(settings, model, rows=2_000 if quick else 10_000)
     if part == "scoring":
@@ -95,12 +104,19 @@ def main(argv: list[str] | None = None) -> dict:
             json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     results["load_end"] = machine_load()
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    markdown = bench_report.render(results) + shadow_bench.markdown(results)
+    markdown = bench_report.render(results) + shadow_bench.markdown(results) + decisions_bench.markdown(results)
     json_path.with_suffix(".md").write_text(markdown)
+    committed = Path(__file__).resolve().parent
     if not args.quick and {"scoring", "stages", "streaming"} <= set(parts):
-        committed = Path(__file__).resolve().parent
+        previous_md = (committed / "RESULTS.md").read_text() if (committed / "RESULTS.md").exists() else ""
+        previous_json = (json.loads((committed / "RESULTS.json").read_text())
+                         if (committed / "RESULTS.json").exists() else {})
         (committed / "RESULTS.md").write_text(markdown)
         (committed / "RESULTS.json").write_text(json.dumps(bench_report.summary(results), indent=2) + "\n")
+        decisions_bench.carry_over(committed, previous_json, previous_md)  # kept when not measured again
+    decided = results.get("decisions")
+    if not args.quick and isinstance(decided, dict) and "phases" in decided and "error" not in decided:
+        decisions_bench.write_committed(decided, committed)
     print(markdown)
     print(f"results: {json_path}")
     return results

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from portal import routes_alerts, routes_auth, routes_insights
+from portal import routes_alerts, routes_auth, routes_insights, routes_rules
 from portal.cache import TTLCache
 from portal.dashboard import SlowFacts
 from portal.db import ConnectionPool
@@ -86,7 +86,7 @@ def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
                   redoc_url=None, openapi_url=None)
     app.state.portal = portal
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    for module in (routes_auth, routes_alerts, routes_insights):
+    for module in (routes_auth, routes_alerts, routes_insights, routes_rules):
         app.include_router(module.router)
     _install_error_pages(app)
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from fraudops.contract.tables import DECISIONS
+
 QUEUE_STATUSES = ("pending", "confirmed", "false_positive", "escalated")
+# the decision filter: the decision service's answer (fraud_alerts.decision), or "stream": no
+# decision (NULL), the transaction was alerted by the streaming job alone
+STREAM_ONLY = "stream"
+DECISION_FILTERS = (*DECISIONS, STREAM_ONLY)
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 MODEL_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEFAULT_PAGE_SIZE = 50
@@ -44,6 +50,7 @@ class AlertFilters:
     model_version: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    decision: str | None = None  # one of DECISION_FILTERS
     before: Cursor | None = None
     limit: int = DEFAULT_PAGE_SIZE
 
@@ -54,6 +61,7 @@ class AlertFilters:
                   "country": values.country, "model_version": values.model_version,
                   "since": values.since.isoformat() if values.since else None,
                   "until": values.until.isoformat() if values.until else None,
+                  "decision": values.decision,
                   "before": values.before.text() if values.before else None,
                   "limit": values.limit if values.limit != DEFAULT_PAGE_SIZE else None}
         return urlencode({k: v for k, v in params.items() if v not in (None, "")})
@@ -68,6 +76,7 @@ class AlertFilters:
             self.model_version is None or alert.get("model_version") == self.model_version,
             self.since is None or alert["detection_time"] >= self.since,
             self.until is None or alert["detection_time"] < self.until,
+            self.decision is None or (alert.get("decision") or STREAM_ONLY) == self.decision,
         ]
         return all(checks)
 
@@ -115,8 +124,12 @@ def parse_filters(params: Mapping[str, str]) -> AlertFilters:
         return raw.strip() if raw is not None and raw.strip() != "" else None
 
     status, country, version = value("status"), value("country"), value("model_version")
+    decision = value("decision")
     if status is not None and status not in QUEUE_STATUSES:
         raise FilterError(f"status={status!r} must be one of {', '.join(QUEUE_STATUSES)}")
+    if decision is not None and decision not in DECISION_FILTERS:
+        raise FilterError(f"decision={decision!r} must be one of {', '.join(DECISION_FILTERS)} "
+                          f"({STREAM_ONLY}: alerted by the stream alone, no decision)")
     if country is not None:
         country = country.upper()
         if not COUNTRY.match(country):
@@ -124,7 +137,7 @@ def parse_filters(params: Mapping[str, str]) -> AlertFilters:
     if version is not None and not MODEL_VERSION.match(version):
         raise FilterError(f"model_version={version!r}: up to 64 letters, digits, '.', '_' or '-'")
     filters = AlertFilters(
-        status=status, country=country, model_version=version,
+        status=status, country=country, model_version=version, decision=decision,
         min_score=_score(value("min_score"), "min_score") if value("min_score") else None,
         max_score=_score(value("max_score"), "max_score") if value("max_score") else None,
         since=parse_time(value("since"), "since") if value("since") else None,

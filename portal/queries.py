@@ -9,33 +9,45 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from portal.filters import AlertFilters
+from portal.filters import STREAM_ONLY, AlertFilters
 
-# the columns of a queue row (the live queue sends the same), written out so the SQL stays constant text
-QUEUE_SELECT = ("SELECT alert_id, transaction_id, user_id, amount, currency, merchant, country, transaction_time, "
-                "fraud_score, model_version, detection_time, alert_status, reviewed_by, reviewed_at FROM fraud_alerts")
-DETAIL_ALERT_SQL = ("SELECT alert_id, transaction_id, user_id, amount, currency, merchant, country, transaction_time, "
-                    "fraud_score, model_version, detection_time, alert_status, reviewed_by, reviewed_at, notes, "
-                    "reasons FROM fraud_alerts WHERE transaction_id = %s")
+# the columns of a queue row (the live queue sends the same), written out so the SQL stays constant text:
+# the alert (a.) and the decision service's answer from its transaction (t., migration 0006; NULL when the
+# stream alone scored it). fraud_alerts.decision is the alert's decision (NULL: alerted by the stream only).
+QUEUE_SELECT = ("SELECT a.alert_id, a.transaction_id, a.user_id, a.amount, a.currency, a.merchant, a.country, "
+                "a.transaction_time, a.fraud_score, a.model_version, a.detection_time, a.alert_status, a.reviewed_by, "
+                "a.reviewed_at, a.decision, t.decision_threshold, t.decline_threshold, t.decided_at, "
+                "t.decision_degraded, t.degraded_reason "
+                "FROM fraud_alerts a LEFT JOIN transactions t ON t.transaction_id = a.transaction_id")
+DETAIL_ALERT_SQL = ("SELECT a.alert_id, a.transaction_id, a.user_id, a.amount, a.currency, a.merchant, a.country, "
+                    "a.transaction_time, a.fraud_score, a.model_version, a.detection_time, a.alert_status, "
+                    "a.reviewed_by, a.reviewed_at, a.decision, t.decision_threshold, t.decline_threshold, "
+                    "t.decided_at, t.decision_degraded, t.degraded_reason, a.notes, a.reasons, a.rules_fired "
+                    "FROM fraud_alerts a LEFT JOIN transactions t ON t.transaction_id = a.transaction_id "
+                    "WHERE a.transaction_id = %s")
 TRANSACTION_SQL = ("SELECT transaction_id, user_id, amount, currency, merchant, merchant_id, merchant_category, "
                    "transaction_time, country, transaction_type, channel, device_id, fraud_score, is_fraud, "
-                   "decision_threshold, model_version, feature_set_version, produced_at, scored_at "
+                   "decision_threshold, model_version, feature_set_version, produced_at, scored_at, "
+                   "decision, decline_threshold, decided_at, decision_degraded, degraded_reason "
                    "FROM transactions WHERE transaction_id = %s")
 RECENT_SQL = ("SELECT transaction_id, transaction_time, amount, currency, merchant, country, transaction_type, "
               "fraud_score, is_fraud FROM transactions WHERE user_id = %s ORDER BY transaction_time DESC LIMIT %s")
 
 # (filter attribute, constant SQL fragment); the values travel as parameters of the same name
 _FILTER_SQL = (
-    ("status", "alert_status = %(status)s"),
-    ("min_score", "fraud_score >= %(min_score)s"),
-    ("max_score", "fraud_score <= %(max_score)s"),
-    ("country", "country = %(country)s"),
-    ("model_version", "model_version = %(model_version)s"),
-    ("since", "detection_time >= %(since)s"),
-    ("until", "detection_time < %(until)s"),
+    ("status", "a.alert_status = %(status)s"),
+    ("min_score", "a.fraud_score >= %(min_score)s"),
+    ("max_score", "a.fraud_score <= %(max_score)s"),
+    ("country", "a.country = %(country)s"),
+    ("model_version", "a.model_version = %(model_version)s"),
+    ("since", "a.detection_time >= %(since)s"),
+    ("until", "a.detection_time < %(until)s"),
 )
+# the decision filter: a decision of the service, or STREAM_ONLY (alerted by the stream alone)
+_DECISION_SQL = "a.decision = %(decision)s"
+_STREAM_ONLY_SQL = "a.decision IS NULL"
 DRIFT_METRICS = ("dataset_drift", "drift_share", "drifted_columns_count", "score_drift_score", "current_rows")
-_CURSOR_SQL = "(detection_time, alert_id) < (%(before_time)s, %(before_id)s)"
+_CURSOR_SQL = "(a.detection_time, a.alert_id) < (%(before_time)s, %(before_id)s)"
 
 
 def _rows(cur) -> list[dict[str, Any]]:
@@ -46,6 +58,9 @@ def _rows(cur) -> list[dict[str, Any]]:
 def _filter_clause(filters: AlertFilters) -> tuple[str, dict[str, Any]]:
     fragments = [sql for name, sql in _FILTER_SQL if getattr(filters, name) is not None]
     params = {name: getattr(filters, name) for name, _ in _FILTER_SQL}
+    if filters.decision is not None:
+        fragments.append(_STREAM_ONLY_SQL if filters.decision == STREAM_ONLY else _DECISION_SQL)
+        params["decision"] = filters.decision
     if filters.before is not None:
         fragments.append(_CURSOR_SQL)
         params.update(before_time=filters.before.detection_time, before_id=filters.before.alert_id)
@@ -58,7 +73,7 @@ def alert_queue(conn, filters: AlertFilters) -> tuple[list[dict[str, Any]], bool
     with conn.cursor() as cur:
         # where_sql joins constant fragments of _FILTER_SQL; every value is a parameter
         cur.execute(f"{QUEUE_SELECT} WHERE {where_sql} "
-                    "ORDER BY detection_time DESC, alert_id DESC LIMIT %(limit)s",
+                    "ORDER BY a.detection_time DESC, a.alert_id DESC LIMIT %(limit)s",
                     {**params, "limit": filters.limit + 1})
         rows = _rows(cur)
     return rows[: filters.limit], len(rows) > filters.limit
@@ -86,7 +101,7 @@ def filter_choices(conn, since: timedelta = timedelta(days=30)) -> dict[str, lis
 def alerts_in_id_range(conn, low: int, high: int, limit: int = 500) -> list[dict[str, Any]]:
     """Queue rows with ``low <= alert_id <= high`` (the live queue's notifications name such ranges)."""
     with conn.cursor() as cur:
-        cur.execute(QUEUE_SELECT + " WHERE alert_id BETWEEN %s AND %s ORDER BY alert_id LIMIT %s", (low, high, limit))
+        cur.execute(QUEUE_SELECT + " WHERE a.alert_id BETWEEN %s AND %s ORDER BY a.alert_id LIMIT %s", (low, high, limit))
         return _rows(cur)
 
 
@@ -102,7 +117,8 @@ def newest_alert_id(conn) -> int:
 
 
 def alert_detail(conn, transaction_id: str) -> dict[str, Any] | None:
-    """The alert of ``transaction_id`` with its transaction, labels and review history (None: no alert)."""
+    """The alert of ``transaction_id`` (with its decision columns, as a queue row) with its transaction,
+    labels and review history (None: no alert)."""
     with conn.cursor() as cur:
         cur.execute(DETAIL_ALERT_SQL, (transaction_id,))
         alerts = _rows(cur)

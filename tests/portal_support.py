@@ -94,19 +94,28 @@ def login(client: httpx.Client, name: str, password: str) -> httpx.Response:
 
 def insert_alert(conn, schema: str, transaction_id: str, *, score: float = 0.9, country: str = "US",
                  user_id: str = "USER_P1", model_version: str = "1", amount: float = 120.0,
-                 detection_offset_seconds: float = 0.0) -> None:
-    """A scored transaction and its alert, as the scoring job writes them (commits)."""
+                 detection_offset_seconds: float = 0.0, decision: str | None = None,
+                 decline_threshold: float | None = None, degraded_reason: str | None = None) -> None:
+    """A scored transaction and its alert, as the scoring job writes them (commits).
+
+    ``decision`` None: the stream alone scored it (decision columns NULL); otherwise decided by the
+    decision service (decided now, at ``decline_threshold``; degraded when ``degraded_reason`` is given).
+    """
+    decided = decision is not None
     with conn.cursor() as cur:
         cur.execute(f'SET search_path TO "{schema}"')
         cur.execute(
             "INSERT INTO transactions (transaction_id, user_id, amount, currency, merchant, transaction_time, country, "
-            "transaction_type, fraud_score, is_fraud, decision_threshold, model_version, scored_at, produced_at) "
-            "VALUES (%s, %s, %s, 'USD', 'Shop', now(), %s, 'purchase', %s, TRUE, 0.5, %s, now(), now())",
-            (transaction_id, user_id, amount, country, score, model_version))
+            "transaction_type, fraud_score, is_fraud, decision_threshold, model_version, scored_at, produced_at, "
+            "decision, decline_threshold, decided_at, decision_degraded, degraded_reason) "
+            "VALUES (%s, %s, %s, 'USD', 'Shop', now(), %s, 'purchase', %s, TRUE, 0.5, %s, now(), now(), "
+            "%s, %s, CASE WHEN %s THEN now() END, %s, %s)",
+            (transaction_id, user_id, amount, country, score, model_version, decision, decline_threshold, decided,
+             (degraded_reason is not None) if decided else None, degraded_reason))
         cur.execute(
             "INSERT INTO fraud_alerts (transaction_id, user_id, amount, currency, merchant, country, transaction_time, "
-            "fraud_score, model_version, detection_time) VALUES (%s, %s, %s, 'USD', 'Shop', %s, now(), %s, %s, "
-            "now() + %s * interval '1 second')",
-            (transaction_id, user_id, amount, country, score, model_version, detection_offset_seconds))
+            "fraud_score, model_version, detection_time, decision) VALUES (%s, %s, %s, 'USD', 'Shop', %s, now(), %s, "
+            "%s, now() + %s * interval '1 second', %s)",
+            (transaction_id, user_id, amount, country, score, model_version, detection_offset_seconds, decision))
         cur.execute("SET search_path TO public")
     conn.commit()

@@ -4,7 +4,9 @@ with the streaming job running (spark-submit) on its own namespace.
 An analyst logs in; a transaction the model flags is produced to Kafka; the alert appears in the
 open queue page without a reload (server-sent events); the analyst opens it and confirms it; the
 label, the alert's status and the audit row are then in PostgreSQL. A viewer's review is refused
-(403); ten wrong passwords throttle the login. Screenshots of each page go to
+(403); ten wrong passwords throttle the login. A transaction the decision service declined (its
+decided message on the decisions topic) shows its "decline" badge in the queue and its thresholds
+in the detail; the stream's own alert shows "stream". Screenshots of each page go to
 ``<tmp_path>/screenshots`` (the path is printed).
 """
 
@@ -19,6 +21,7 @@ import pandas as pd
 import pytest
 from selenium.webdriver.common.by import By
 
+from fraudops.contract.decisions import decided_message
 from fraudops.contract.messages import serialize_message
 from tests import portal_support as portal
 from tests import streaming_support as support
@@ -97,6 +100,25 @@ def messages(rows: pd.DataFrame):
     return [(r["user_id"].encode(), serialize_message(r)) for r in rows.to_dict("records")]
 
 
+def declined(history, target) -> tuple[str, bytes, bytes]:
+    """(transaction_id, key, value): a decided message as the decision service publishes it, declining a
+    transaction of another user than the target's (it never touches the target's features)."""
+    row = history.loc[history["user_id"] != target["user_id"]].iloc[[-1]].to_dict("records")[0]
+    row["transaction_id"] = f"TXN_DECIDED_{uuid.uuid4().hex[:8]}"
+    decided = {"decision": "decline", "fraud_score": 0.97, "review_threshold": 0.5, "decline_threshold": 0.9,
+               "model_version": "1", "feature_set_version": "test", "features": {"amount": float(row["amount"])},
+               "reasons": [], "decided_at": pd.Timestamp.now(tz="UTC").isoformat(), "degraded": False,
+               "degraded_reason": None}
+    return row["transaction_id"], row["user_id"].encode(), decided_message(row, decided)
+
+
+def decision_badge(driver, tid: str) -> str:
+    """The decision badge of ``tid``'s row in the open queue page (once the row is there)."""
+    return assert_eventually(
+        lambda: driver.find_element(By.XPATH, f"//tr[.//a[text()='{tid}']]//span[@data-decision]").text,
+        timeout=30, interval=0.1, message=f"decision badge of {tid} in the queue")
+
+
 def one(pg_conn, sql, params=()):
     with pg_conn.cursor() as cur:
         cur.execute(sql, params)
@@ -149,6 +171,12 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
         assert driver.execute_script("return window.portalTestMarker;") == "same page", "the queue page reloaded"
         print(f"alert {tid}: shown {seen['page'] - seen['db']:+.2f} s after it was visible in PostgreSQL "
               "(poll every 0.05 s)")
+        assert decision_badge(driver, tid) == "stream"  # alerted by the stream alone
+        decided_tid, key, value = declined(history, target)
+        support.produce(settings, ns.decisions_topic, [(key, value)])
+        assert_eventually(lambda: driver.find_elements(By.LINK_TEXT, decided_tid), timeout=600, interval=0.1,
+                          message=f"declined transaction {decided_tid} shown in the open queue")
+        assert decision_badge(driver, decided_tid) == "decline"
         driver.save_screenshot(str(shots / "2_queue_live_alert.png"))
 
         submit_and_wait(driver, By.LINK_TEXT, tid)
@@ -173,6 +201,12 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
                             "AND actor = %s AND details->>'transaction_id' = %s AND details->>'status' = 'confirmed'",
                    (ANALYST[0], tid)) == (1,)
 
+        driver.get(f"{site.base_url}/alerts/{decided_tid}")
+        assert text_of(driver, "decision") == "decline"
+        assert (text_of(driver, "review-threshold"), text_of(driver, "decline-threshold")) == ("0.500", "0.900")
+        assert text_of(driver, "decided-at").endswith("UTC") and not driver.find_elements(By.ID, "degraded")
+        driver.save_screenshot(str(shots / "4_decided_alert_detail.png"))
+
         driver.get(site.base_url + "/models")
         assert text_of(driver, "production") == "v1"  # the test's model (MODEL_NAME)
         driver.save_screenshot(str(shots / "6_models.png"))
@@ -193,8 +227,8 @@ def test_analyst_sees_a_live_alert_confirms_it_and_the_loop_records_it(settings,
         stop_job_group(job)
         support.drop_namespace(pg_conn, ns)
     assert sorted(p.name for p in shots.iterdir()) == [
-        "1_queue.png", "2_queue_live_alert.png", "3_alert_detail.png", "4_alert_confirmed.png", "5_dashboard.png",
-        "6_models.png", "6_models_challenger.png", "7_viewer_review_403.png", "8_login_throttled.png"]
+        "1_queue.png", "2_queue_live_alert.png", "3_alert_detail.png", "4_alert_confirmed.png",
+        "4_decided_alert_detail.png", "5_dashboard.png", "6_models.png", "6_models_challenger.png", "7_viewer_review_403.png", "8_login_throttled.png"]
 
 
 def stop_job_group(job) -> None:

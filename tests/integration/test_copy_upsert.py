@@ -60,6 +60,9 @@ def _transactions(ids: list[str]) -> pd.DataFrame:
         "decided_at": [pd.Timestamp("2026-01-02T03:04:05.000001Z") if i % 4 != 3 else None for i in range(n)],
         "decision_degraded": ([False, True, False, None] * (n // 4 + 1))[:n],
         "degraded_reason": ([None, "timeout", None, None] * (n // 4 + 1))[:n],
+        # the rules that fired (0007): JSON text, or none
+        "rules_fired": (['[{"name":"big","version":2,"action":"review","shadow":false}]', None]
+                        * (n // 2 + 1))[:n],
     })
 
 

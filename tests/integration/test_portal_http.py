@@ -8,6 +8,7 @@ One portal process per module, on its own PostgreSQL schema; each test uses its 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 
@@ -278,6 +279,7 @@ def test_escalation_sets_the_status_without_a_label_and_a_stale_form_conflicts(a
     ("country=%27%3B--", "country="), ("since=yesterday", "since="), ("since=2026-01-02&until=2026-01-01", "since"),
     ("before=garbage", "before="), ("limit=0", "limit="), ("limit=100000", "limit="),
     ("model_version=%3Cscript%3E", "model_version="), ("min_score=nan", "min_score="),
+    ("decision=bogus", "decision="), ("decision=Decline", "decision="), ("decision=%3Cscript%3E", "decision="),
 ])
 def test_malformed_filters_answer_400_with_a_message(analyst, query, fragment):
     for path in ("/alerts", "/api/alerts"):
@@ -285,6 +287,8 @@ def test_malformed_filters_answer_400_with_a_message(analyst, query, fragment):
         assert page.status_code == 400, (path, query, page.status_code)
         assert fragment in (strict_json(page)["error"] if path.startswith("/api") else page.text)
     assert "<script>" not in analyst.get("/alerts?model_version=%3Cscript%3E").text
+    if query.startswith("decision="):  # the refusal names the filter's values
+        assert "approve, review, decline, stream" in strict_json(analyst.get(f"/api/alerts?{query}"))["error"]
 
 
 def test_unknown_alerts_answer_404_with_a_message(analyst, pg_conn, schema):
@@ -392,3 +396,130 @@ def test_new_alerts_are_pushed_to_the_live_stream(analyst, pg_conn, schema):
     tid = new_alert(pg_conn, schema, country="LU")
     thread.join(30)
     assert [r["transaction_id"] for r in received] == [tid] and tid in received[0]["html"]
+
+
+# ---------------------------------------------------------------- decisions of the decision service
+
+QUEUE_ROW = re.compile(r'<tr data-alert-id="\d+"[^>]*>.*?</tr>', re.S)
+BADGE = re.compile(r'<span class="decision (\w+)" data-decision="\w+">(\w+)</span>')
+
+
+def queue_badges(html: str) -> dict[str, list[str]]:
+    """transaction_id -> the decision badges (texts) of its queue row."""
+    rows = {}
+    for row in QUEUE_ROW.findall(html):
+        tid = re.search(r'<a href="/alerts/[^"]+">([^<]+)</a>', row).group(1)
+        badges = [text for cls, text in BADGE.findall(row) if cls == text]
+        rows[tid] = badges + (["degraded"] if 'class="decision degraded"' in row else [])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def decided_alerts(settings, schema):
+    """One alert per decision filter value, in a country of their own (MT): decision -> transaction_id."""
+    from fraudops.db import connect
+
+    conn, country = connect(settings), "MT"
+    try:
+        return {
+            "decline": new_alert(conn, schema, country=country, score=0.97, decision="decline",
+                                 decline_threshold=0.93),
+            "review": new_alert(conn, schema, country=country, score=0.71, decision="review", decline_threshold=0.93),
+            # approve-and-flag: degraded, approved, then scored and alerted by the stream
+            "approve": new_alert(conn, schema, country=country, score=0.66, decision="approve",
+                                 degraded_reason="feature_store_unavailable"),
+            "stream": new_alert(conn, schema, country=country, score=0.8),
+        }
+    finally:
+        conn.close()
+
+
+def test_queue_shows_decision_badges(analyst, decided_alerts):
+    page = analyst.get("/alerts?country=MT")
+    assert page.status_code == 200 and "<th>Decision</th>" in page.text
+    badges = queue_badges(page.text)
+    assert {tid: badges.get(tid) for tid in decided_alerts.values()} == {
+        decided_alerts["decline"]: ["decline"], decided_alerts["review"]: ["review"],
+        decided_alerts["approve"]: ["approve", "degraded"], decided_alerts["stream"]: ["stream"]}
+    alerts = {a["transaction_id"]: a for a in strict_json(analyst.get("/api/alerts?country=MT"))["alerts"]}
+    decline = alerts[decided_alerts["decline"]]
+    assert (decline["decision"], decline["decline_threshold"], decline["decision_degraded"]) == ("decline", 0.93, False)
+    assert decline["decided_at"] is not None
+    stream = alerts[decided_alerts["stream"]]
+    assert (stream["decision"], stream["decided_at"], stream["decision_degraded"]) == (None, None, None)
+
+
+@pytest.mark.parametrize("decision", ["decline", "review", "approve", "stream"])
+def test_decision_filter_returns_only_matching_alerts(analyst, decided_alerts, decision):
+    found = strict_json(analyst.get(f"/api/alerts?country=MT&decision={decision}"))["alerts"]
+    assert found and {a["transaction_id"] for a in found} <= set(decided_alerts.values())
+    assert decided_alerts[decision] in {a["transaction_id"] for a in found}
+    assert all(a["decision"] == (None if decision == "stream" else decision) for a in found)
+    page = analyst.get(f"/alerts?country=MT&decision={decision}")
+    assert page.status_code == 200 and f'<option value="{decision}" selected>' in page.text
+    assert set(queue_badges(page.text)) == {a["transaction_id"] for a in found}
+    assert {b[0] for b in queue_badges(page.text).values()} == {decision}
+    stream_url = re.search(r'data-stream="([^"]+)"', page.text).group(1)
+    assert f"decision={decision}" in stream_url  # the live queue keeps the filter
+
+
+def test_decision_filter_pages_keep_the_filter(analyst, pg_conn, schema):
+    ids = [new_alert(pg_conn, schema, country="LI", decision="review", decline_threshold=0.9,
+                     detection_offset_seconds=i) for i in range(3)]
+    new_alert(pg_conn, schema, country="LI", detection_offset_seconds=1.5)  # stream only: filtered out
+    seen, url = [], "/api/alerts?country=LI&decision=review&limit=2"
+    while url:
+        page = strict_json(analyst.get(url))
+        seen += [a["transaction_id"] for a in page["alerts"]]
+        url = page["older"]
+        assert url is None or "decision=review" in url
+    assert seen == list(reversed(ids))
+
+
+def test_alert_detail_shows_decision_thresholds_and_degraded_reason(analyst, decided_alerts):
+    decline = analyst.get(f"/alerts/{decided_alerts['decline']}").text
+    assert '<span class="decision decline" id="decision">decline</span>' in decline
+    assert '<td id="review-threshold">0.500</td>' in decline and '<td id="decline-threshold">0.930</td>' in decline
+    assert re.search(r'<td id="decided-at">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>', decline)
+    assert 'id="degraded"' not in decline
+    degraded = analyst.get(f"/alerts/{decided_alerts['approve']}").text
+    assert '<span class="decision approve" id="decision">approve</span>' in degraded
+    assert '<span class="decision degraded" id="degraded">degraded: feature_store_unavailable</span>' in degraded
+    assert '<td id="decline-threshold">-</td>' in degraded  # the degraded answer had no model
+    stream = analyst.get(f"/alerts/{decided_alerts['stream']}").text
+    assert '<span class="decision stream" id="decision">stream</span>' in stream
+    assert "alerted by the stream alone" in stream and '<td id="decided-at">-</td>' in stream
+    detail = strict_json(analyst.get(f"/api/alerts/{decided_alerts['approve']}"))
+    assert (detail["alert"]["decision"], detail["alert"]["decision_degraded"], detail["alert"]["degraded_reason"]) == (
+        "approve", True, "feature_store_unavailable")
+    assert detail["transaction"]["decision"] == "approve"
+
+
+def test_degraded_reason_is_escaped(analyst, pg_conn, schema):
+    tid = new_alert(pg_conn, schema, decision="review", degraded_reason="<script>alert(1)</script>")
+    page = analyst.get(f"/alerts/{tid}")
+    assert page.status_code == 200 and "<script>alert(1)</script>" not in page.text
+    assert "degraded: &lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_live_stream_applies_the_decision_filter(analyst, pg_conn, schema):
+    received: list[dict] = []
+    opened = threading.Event()
+
+    def listen():
+        with analyst.stream("GET", "/alerts/stream?country=EE&decision=decline", timeout=60) as stream:
+            opened.set()
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    received.append(json.loads(line[5:]))
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert opened.wait(30)
+    new_alert(pg_conn, schema, country="EE")  # stream only: filtered out
+    new_alert(pg_conn, schema, country="EE", decision="review", decline_threshold=0.9)  # filtered out
+    tid = new_alert(pg_conn, schema, country="EE", decision="decline", decline_threshold=0.9)
+    thread.join(30)
+    assert [r["transaction_id"] for r in received] == [tid]
+    assert queue_badges(received[0]["html"]) == {tid: ["decline"]}

@@ -27,11 +27,24 @@ def test_filters_are_parsed_and_normalised():
 
 @pytest.mark.parametrize("params", [{"status": "deleted"}, {"min_score": "inf"}, {"min_score": "-0.1"},
                                     {"country": "U1"}, {"until": "tomorrow"}, {"before": "2026-01-01"},
-                                    {"limit": "-1"}, {"model_version": "a b"}, {"min_score": "0.5", "max_score": "0.4"}])
+                                    {"limit": "-1"}, {"model_version": "a b"}, {"min_score": "0.5", "max_score": "0.4"},
+                                    {"decision": "bogus"}, {"decision": "DECLINE"}, {"decision": "null"}])
 def test_malformed_filters_name_the_parameter(params):
     with pytest.raises(FilterError) as error:
         parse_filters(params)
     assert any(name in str(error.value) for name in params)
+
+
+@pytest.mark.parametrize("decision", ["approve", "review", "decline", "stream"])
+def test_the_decision_filter_is_parsed_and_kept_in_the_query_string(decision):
+    f = parse_filters({"decision": f" {decision} ", "country": "FR"})
+    assert f.decision == decision
+    assert f"decision={decision}" in f.query_string() and parse_filters({"decision": ""}).decision is None
+
+
+def test_a_bad_decision_names_the_filter_and_its_values():
+    with pytest.raises(FilterError, match=r"decision='maybe' must be one of approve, review, decline, stream"):
+        parse_filters({"decision": "maybe"})
 
 
 def test_the_cursor_round_trips_through_the_query_string():
@@ -63,3 +76,12 @@ def test_review_input_is_checked():
 def test_chart_text_is_escaped():
     svg = bar_chart([("<script>", 3.0)], "<b>title</b>") + line_chart({"<i>": [(datetime.now(UTC), 1.0)]}, "t")
     assert "<script>" not in svg and "<b>" not in svg and "<i>" not in svg
+
+
+def test_live_rows_are_matched_against_the_decision_filter():
+    base = {"alert_status": "pending", "fraud_score": 0.8, "country": "FR",
+            "detection_time": datetime(2026, 5, 1, tzinfo=UTC)}
+    decided, stream_only = {**base, "decision": "decline"}, {**base, "decision": None}
+    assert AlertFilters(decision="decline").matches(decided) and not AlertFilters(decision="review").matches(decided)
+    assert AlertFilters(decision="stream").matches(stream_only) and not AlertFilters(decision="stream").matches(decided)
+    assert not AlertFilters(decision="decline").matches(stream_only) and AlertFilters().matches(stream_only)
