@@ -17,6 +17,7 @@ Parts (each is its own module, runnable alone):
   decisions  bench.decisions_bench: the decision service (POST /v1/decisions) under open-loop load at
              200 and 1000 req/s (180 s each), the step search for decision_max_rps, the materialize
              rate; its keys are merged into bench/RESULTS.json and its section into RESULTS.md
+  rules      bench.rules_bench: a rule's backtest on 30 days of a 1M-transaction table (goal < 60 s)
   startup    (only with --only) streaming's start and SIGKILL + restart phases alone, with the
              job's start-up milestones (bench_streaming.run_startup)
 A part that fails is recorded with its error and the others still run. Timing goals are
@@ -35,7 +36,7 @@ from pathlib import Path
 from bench import bench_report, decisions_bench, shadow_bench
 from bench.bench_support import RESULTS_DIR, machine_load, register_model
 
-PARTS = ("scoring", "stages", "streaming", "portal", "shadow", "decisions", "startup")
+PARTS = ("scoring", "stages", "streaming", "portal", "shadow", "decisions", "rules", "startup")
 DEFAULT_PARTS = PARTS[:-1]  # startup repeats streaming's start and SIGKILL phases alone
 
 
@@ -50,6 +51,10 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
                                        step_rates=(200.0, 600.0, 1000.0), customers=5_000, history_days=7,
                                        check_clients=False, model=model)
         return decisions_bench.run(settings, scratch, model=model)
+    if part == "rules":  # issue 24: a rule's backtest on 30 days of a 1M-transaction table
+        from bench import rules_bench
+
+        return rules_bench.run(settings, transactions=100_000 if quick else 1_000_000)
     if part == "shadow":  # issue 15: the scoring pass with and without a challenger
         return shadow_bench.run(settings, model, rows=2_000 if quick else 10_000)
     if part == "scoring":
@@ -114,6 +119,11 @@ def main(argv: list[str] | None = None) -> dict:
         (committed / "RESULTS.md").write_text(markdown)
         (committed / "RESULTS.json").write_text(json.dumps(bench_report.summary(results), indent=2) + "\n")
         decisions_bench.carry_over(committed, previous_json, previous_md)  # kept when not measured again
+    ruled = results.get("rules")
+    if not args.quick and isinstance(ruled, dict) and "error" not in ruled:
+        from bench import rules_bench
+
+        rules_bench.write_committed(ruled, committed)
     decided = results.get("decisions")
     if not args.quick and isinstance(decided, dict) and "phases" in decided and "error" not in decided:
         decisions_bench.write_committed(decided, committed)
