@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,21 @@ def make_namespace(pg_conn, settings, unique_name: str, tmp_path: Path, partitio
     return ns
 
 
-def drop_namespace(pg_conn, ns: Namespace) -> None:
-    pg_conn.rollback()
-    with pg_conn, pg_conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{ns.pg_schema}" CASCADE')
+def drop_namespace(pg_conn, ns: Namespace, attempts: int = 5) -> None:
+    """Drop the test's schema; a writer still finishing (the job's metrics thread after stop)
+    can deadlock with DROP ... CASCADE: PostgreSQL aborts one side, and the drop is retried."""
+    import psycopg2.errors
+
+    for attempt in range(attempts):
+        pg_conn.rollback()
+        try:
+            with pg_conn, pg_conn.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{ns.pg_schema}" CASCADE')
+            return
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def produce(settings, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
