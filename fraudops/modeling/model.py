@@ -32,7 +32,10 @@ MODEL_TYPES = ("random_forest", "gradient_boosting", "logistic", "hist_gradient_
 PIPELINE_ARTIFACT = "pipeline"
 PIPELINE_FILE = "pipeline.skops"
 MISSING_CATEGORY = "unknown"  # = features.definition.UNKNOWN_CATEGORY (a unit test checks they match)
-FRAUDOPS_PACKAGE_DIR = Path(__file__).resolve().parent
+# the whole `fraudops` package travels with every logged model (code_paths): the pickled class is
+# fraudops.modeling.model.FraudModel, so a Python without this project imports it from the model's
+# own code/ folder (loading imports only this module, mlflow, numpy, pandas, skops, threadpoolctl)
+FRAUDOPS_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 # skops refuses any type outside its defaults and this list (checked per model type by tests).
 SKOPS_TRUSTED_TYPES = [
