@@ -23,17 +23,19 @@ PYTEST_ARGS ?=
 .PHONY: help setup system-packages venv jars stack-up stack-down stack-clean health test \
         test-fast test-unit demo demo-stop lint
 
-help:
-	@echo "make demo        set up, start the local stack and run the whole loop"
-	@echo "make test        set up, lint, start the stack, run every test, stop the stack"
-	@echo "make test-fast   unit tests only (no services, a few minutes at most)"
-	@echo "make setup       venv + pinned packages, JVM jars (Maven), PostgreSQL and Redis (Debian)"
-	@echo "make stack-up | stack-down | stack-clean | health"
+# `make help` lists every target from its `## ` comment on the target's line (a target without
+# one is listed too, as "(no description)": tests/unit/test_makefile_help.py checks both).
+help:   ## this list: every target, one line each
+	@awk '/^[a-zA-Z][a-zA-Z0-9_-]*:([^=]|$$)/ { \
+	        name = $$1; sub(/:.*/, "", name); text = "(no description)"; \
+	        if (index($$0, "## ")) { text = substr($$0, index($$0, "## ") + 3) } \
+	        printf "make %-18s %s\n", name, text }' $(firstword $(MAKEFILE_LIST))
 
-setup: system-packages venv jars
+setup: system-packages venv jars   ## venv + pinned packages, JVM jars (Maven), PostgreSQL, Redis, promtool ... (Debian)
 
-# Debian packages: PostgreSQL, Redis, Java 17 and Maven, installed only when missing.
-system-packages:
+# Debian packages: PostgreSQL, Redis, Java 17, Maven, Chromium (browser tests) and Prometheus (promtool
+# checks the alerting rules in tests), installed only when missing.
+system-packages:   ## the Debian packages the stack needs, installed only when missing (apt-get)
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
@@ -42,14 +44,16 @@ system-packages:
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	  $(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
 	  $(SUDO) service redis-server stop >/dev/null 2>&1 || true; \
+	  $(SUDO) service prometheus stop >/dev/null 2>&1 || true; \
 	fi
 
-venv: $(VENV_STAMP)
+venv: $(VENV_STAMP)   ## .venv with the exact pins of requirements.txt (rebuilt when they change)
 $(VENV_STAMP): requirements.txt pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON_BASE) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -62,7 +66,7 @@ $(VENV_STAMP): requirements.txt pyproject.toml
 	rm -f $(VENV)/lib/python*/site-packages/pyspark/python/lib/pyspark.zip
 	@rm -f $(VENV)/.installed-*; touch $@
 
-jars: $(JARS)/kafka-broker/.fetched $(JARS)/spark-kafka/.fetched
+jars: $(JARS)/kafka-broker/.fetched $(JARS)/spark-kafka/.fetched   ## the Kafka broker and Spark's Kafka connector from Maven Central into .cache/jars
 $(JARS)/%/.fetched: jvm/%/pom.xml
 	@rm -rf $(JARS)/$*; mkdir -p $(JARS)/$*
 	mvn -q -B -f jvm/$*/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
@@ -70,21 +74,21 @@ $(JARS)/%/.fetched: jvm/%/pom.xml
 	    -DoutputDirectory=$(CURDIR)/$(JARS)/$*
 	@touch $@
 
-stack-up: setup
+stack-up: setup   ## start PostgreSQL, Redis, Kafka, MLflow on 127.0.0.1 (what is not running); harmless twice
 	$(PY) -m devstack.stack up
 
-stack-down:
+stack-down:   ## stop the processes the stack started (by PID), keep the data
 	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
 
-stack-clean:
+stack-clean:   ## stop and delete .stack/ (data, logs, generated passwords)
 	@if [ -x $(PY) ]; then $(PY) -m devstack.stack clean; else rm -rf .stack; fi
 
-health:
+health:   ## one line per service; non-zero exit naming what is down
 	@$(PY) -m devstack.health
 
 # Lint, then all tests (unit, model, integration, e2e, reliability) against the real stack; the
 # stack is always stopped after, and the run fails if any process of ours is left behind.
-test: setup lint
+test: setup lint   ## set up, lint, start the stack, run every test, stop the stack
 	@status=0; \
 	trap '$(PY) -m devstack.stack down' EXIT; \
 	$(PY) -m devstack.stack up || exit 1; \
@@ -95,13 +99,13 @@ test: setup lint
 
 # The fast tier: unit tests of pure code and of the contracts (messages, tables, settings, compose,
 # MLproject), no services; the slow unit tests (marked slow) run in `make test` only.
-test-fast: venv
+test-fast: venv   ## unit tests only, not the slow ones (no services, a few minutes at most)
 	$(PY) -m pytest -m "unit and not slow" tests/unit $(PYTEST_ARGS)
 
-test-unit: venv
+test-unit: venv   ## every unit test, the slow ones too (no services)
 	$(PY) -m pytest -m unit tests/unit $(PYTEST_ARGS)
 
-lint: venv
+lint: venv   ## ruff check .
 	$(VENV)/bin/ruff check .
 
 # ---------------------------------------------------------------- batch pipelines (pipelines/)
@@ -147,7 +151,7 @@ demo: stack-up   ## setup, stack, history, validate, train, evaluate, promote, s
 	$(PY) -m devstack.decisions_demo live --num $(DEMO_DECISIONS) --fraud-rate $(DEMO_FRAUD) $$plan
 	@echo "(the job, the portal and the decision service keep running: make demo-stop stops them and the stack)"
 
-demo-stop: decisions-stop portal-stop stream-stop stack-down
+demo-stop: decisions-stop portal-stop stream-stop stack-down   ## stop the decision service, the portal, the streaming job and the stack
 
 # ---------------------------------------------------------------- streaming job
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --master 'local[2]' --driver-memory 3g \
@@ -162,7 +166,7 @@ stream: stack-up   ## run the scoring job in the foreground (Ctrl-C stops it)
 stream-bg: stack-up   ## run the scoring job in the background (log: .stack/logs/streaming.log)
 	@$(PY) -m devstack.jobs start streaming -- $(SPARK_SUBMIT) streaming/scoring_job.py $(STREAM_ARGS)
 
-stream-stop:
+stream-stop:   ## stop the background scoring job
 	@$(PY) -m devstack.jobs stop streaming
 
 # ---------------------------------------------------------------- a real cluster on 127.0.0.1 (devstack/cluster.py)
@@ -195,7 +199,7 @@ portal: stack-up   ## the analyst portal in the foreground on 127.0.0.1:$PORTAL_
 portal-bg: stack-up   ## the same in the background (log: .stack/logs/portal.log)
 	@$(PY) -m devstack.jobs start portal -- $(PY) -m portal serve
 
-portal-stop:
+portal-stop:   ## stop the background portal
 	@$(PY) -m devstack.jobs stop portal
 
 # ---------------------------------------------------------------- decision service (decisions/)
@@ -208,7 +212,7 @@ decisions-bg: stack-up   ## the same in the background (log: .stack/logs/decisio
 	@$(PY) -m devstack.jobs start decisions -- $(PY) -m decisions serve $(DECISIONS_ARGS)
 	@$(PY) -m devstack.decisions_demo wait
 
-decisions-stop:
+decisions-stop:   ## stop the background decision service
 	@$(PY) -m devstack.jobs stop decisions
 
 decisions-key: stack-up   ## a new API key: make decisions-key CLIENT=name

@@ -78,12 +78,22 @@ def run_part(part: str, settings, quick: bool, scratch: Path, model) -> dict:
     return bench_streaming.run(settings, scratch, model=model)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench.run``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description="run the scoring job's benchmarks",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small volumes: checks the harness, not the job")
+    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated subset of {', '.join(PARTS)}")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> dict:
     from fraudops.settings import load_settings
 
-    parser = argparse.ArgumentParser(description="run the scoring job's benchmarks")
-    parser.add_argument("--quick", action="store_true", help="small volumes: checks the harness, not the job")
-    parser.add_argument("--only", default=",".join(DEFAULT_PARTS), help=f"comma-separated subset of {PARTS}")
+    parser = build_parser()
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))

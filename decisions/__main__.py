@@ -33,36 +33,51 @@ def _positive(name: str):
     return parse
 
 
-def parse_args(argv: list[str] | None, settings) -> argparse.Namespace:
+def build_parser(settings) -> argparse.ArgumentParser:
+    """The service's command line (sub-commands serve and keys); defaults from ``settings``."""
+    from fraudops.cli import HelpFormatter, add_command
     from fraudops.contract.decisions import DEGRADED_MODES
-    from fraudops.modeling.registry import parse_label_delay
 
-    parser = argparse.ArgumentParser(prog="python -m decisions", description="the decision service")
+    parser = argparse.ArgumentParser(prog="python -m decisions", description="the decision service",
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the decision API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=settings.decisions_port)
-    serve.add_argument("--pg-schema", default="public")
-    serve.add_argument("--redis-prefix", default="")
+    serve = add_command(commands, "serve", help="serve the decision API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (keep the loopback default outside containers)")
+    serve.add_argument("--port", type=int, default=settings.decisions_port,
+                       help="port of the API (default: DECISIONS_PORT, here %(default)s)")
+    serve.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the service's tables")
+    serve.add_argument("--redis-prefix", default="", help="prefix of the feature-store and Redis keys")
     serve.add_argument("--topic", default=None, help="decisions topic (default: KAFKA_DECISIONS_TOPIC)")
-    serve.add_argument("--model-uri", default=None, help="default: MODEL_URI")
-    serve.add_argument("--model-refresh-seconds", type=_positive("--model-refresh-seconds"), default=10.0)
-    serve.add_argument("--merchant-refresh-seconds", type=_positive("--merchant-refresh-seconds"), default=60.0)
+    serve.add_argument("--model-uri", default=None, help="the served model (default: MODEL_URI)")
+    serve.add_argument("--model-refresh-seconds", type=_positive("--model-refresh-seconds"), default=10.0,
+                       help="how often the registry is asked which version MODEL_URI names")
+    serve.add_argument("--merchant-refresh-seconds", type=_positive("--merchant-refresh-seconds"), default=60.0,
+                       help="how often the merchant risk snapshot is re-read")
     serve.add_argument("--label-delay", default="1h", help="as the streaming job's --label-delay")
     serve.add_argument("--timeout-ms", type=_positive("--timeout-ms"), default=None,
                        help="budget of one decision (default: DECISION_TIMEOUT_MS)")
     serve.add_argument("--degraded-mode", choices=DEGRADED_MODES, default=None,
-                       help="default: DECISION_DEGRADED_MODE")
-    serve.add_argument("--max-batch", type=int, default=256)
+                       help="answer when the feature store or the model is unavailable (default: DECISION_DEGRADED_MODE)")
+    serve.add_argument("--max-batch", type=int, default=256, help="most requests decided in one batch, >= 1")
     serve.add_argument("--rules-reload-seconds", type=_positive("--rules-reload-seconds"), default=None,
                        help="how often published rule and list changes are picked up (default: RULES_RELOAD_SECONDS)")
     serve.add_argument("--review-budget", type=int, default=None,
                        help="at most this many reviews a UTC day (default: REVIEW_BUDGET_PER_DAY; 0: none)")
-    keys = commands.add_parser("keys", help="API keys of the callers")
-    keys.add_argument("action", choices=["create", "revoke", "list"])
-    keys.add_argument("--client", default=None)
-    keys.add_argument("--rate-limit", type=_positive("--rate-limit"), default=2000.0, help="requests/s")
-    keys.add_argument("--pg-schema", default="public")
+    keys = add_command(commands, "keys", help="API keys of the callers")
+    keys.add_argument("action", choices=["create", "revoke", "list"],
+                      help="create prints the new key once; revoke ends a client's key; list shows the clients")
+    keys.add_argument("--client", default=None, help="the caller's name (create and revoke; default: none)")
+    keys.add_argument("--rate-limit", type=_positive("--rate-limit"), default=2000.0,
+                      help="requests/s the client may send (create)")
+    keys.add_argument("--pg-schema", default="public", help="PostgreSQL schema of decision_clients")
+    return parser
+
+
+def parse_args(argv: list[str] | None, settings) -> argparse.Namespace:
+    """The parsed command line, checked (argparse errors exit with status 2)."""
+    from fraudops.modeling.registry import parse_label_delay
+
+    parser = build_parser(settings)
     args = parser.parse_args(argv)
     if args.command == "serve":
         try:

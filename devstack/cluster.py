@@ -453,12 +453,23 @@ def clean(cfg: ClusterConfig | None = None) -> None:
     shutil.rmtree(cfg.state, ignore_errors=True)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.cluster`` (start-job's command follows ``--``)."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.cluster", formatter_class=HelpFormatter,
+                                     description="a local Spark standalone + 3-node Kafka cluster")
+    parser.add_argument("command", choices=["up", "down", "status", "clean", "submit-args", "start-job"],
+                        help="up / down / status / clean the cluster; submit-args: spark-submit's options "
+                             "for it; start-job: run the command after -- in the background")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description="a local Spark standalone + 3-node Kafka cluster")
-    parser.add_argument("command", choices=["up", "down", "status", "clean", "submit-args", "start-job"])
+    parser = build_parser()
     args = parser.parse_args(own)
     cfg = cluster_config()
     try:

@@ -115,19 +115,29 @@ def live(settings: Settings, num: int, seed: int, customers: int, fraud_rate: fl
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.decisions_demo")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.decisions_demo`` (the decision part of `make demo`)."""
+    from fraudops.cli import HelpFormatter, add_command
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.decisions_demo", formatter_class=HelpFormatter,
+                                     description="the decision service's part of make demo")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("wait")
-    run = commands.add_parser("live")
-    run.add_argument("--num", type=int, default=500)
-    run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--customers", type=int, default=2000)
-    run.add_argument("--fraud-rate", type=float, default=0.01)
-    run.add_argument("--callers", type=int, default=8)
+    add_command(commands, "wait", help="wait until the decision service answers")
+    run = add_command(commands, "live", help="decide live transactions through POST /v1/decisions, print a summary")
+    run.add_argument("--num", type=int, default=500, help="transactions decided")
+    run.add_argument("--seed", type=int, default=7, help="the simulator's seed")
+    run.add_argument("--customers", type=int, default=2000, help="customers of the simulated stream")
+    run.add_argument("--fraud-rate", type=float, default=0.01, help="share of fraudulent transactions")
+    run.add_argument("--callers", type=int, default=8, help="concurrent HTTP callers")
     run.add_argument("--start", default=None,
                      help="event time of the first transaction, ISO-8601 (devstack.demo live-plan prints one "
                           "continuing the history; default: the producer's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     settings = load_settings()
     if args.command == "wait":

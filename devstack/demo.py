@@ -273,27 +273,37 @@ def print_summary(conn, settings: Settings, since: datetime, seed_ids: list[str]
     print("\n".join(summary_lines(settings)) or "  Portal      : not started (make portal-bg)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="make demo helpers")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.demo`` (the steps of `make demo`)."""
+    from fraudops.cli import HelpFormatter, add_command
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description="make demo helpers",
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    seed = sub.add_parser("send-seed-scenarios")
+    seed = add_command(sub, "send-seed-scenarios", help="the seed's two transactions, tagged with --run-tag")
     seed.add_argument("--run-tag", required=True, help="suffix making the transaction ids unique")
-    summary = sub.add_parser("summary")
+    summary = add_command(sub, "summary", help="wait until every message is scored, then print the summary")
     summary.add_argument("--run-tag", required=True, help="the tag given to send-seed-scenarios")
     summary.add_argument("--since", required=True, help="ISO-8601 time the demo started producing")
     summary.add_argument("--expect", type=int, required=True, help="messages produced since then")
-    summary.add_argument("--timeout", type=float, default=900.0)
-    summary.add_argument("--truth", default=None, help="live-plan's ground truth CSV: precision and recall")
-    plan = sub.add_parser("live-plan", help="the live stream continuing the history: producer args on stdout")
+    summary.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the messages")
+    summary.add_argument("--truth", default=None, help="live-plan's ground truth CSV: precision and recall (default: none)")
+    plan = add_command(sub, "live-plan", help="the live stream continuing the history: producer args on stdout")
     plan.add_argument("--history", default=DEFAULT_HISTORY, help="the demo's history (Parquet)")
     plan.add_argument("--seed", type=int, default=None, help="the history's seed (default: pipelines.main's)")
     plan.add_argument("--customers", type=int, required=True, help="the history's customers")
     plan.add_argument("--fraud-rate", type=float, required=True, help="the producer's --fraud-rate")
     plan.add_argument("--num", type=int, required=True, help="the producer's --num")
     plan.add_argument("--truth", required=True, help="where the ground truth CSV goes")
-    ready = sub.add_parser("wait-scored", help="wait until the seed's scenarios of this run are scored")
+    ready = add_command(sub, "wait-scored", help="wait until the seed's scenarios of this run are scored")
     ready.add_argument("--run-tag", required=True, help="the tag given to send-seed-scenarios")
-    ready.add_argument("--timeout", type=float, default=300.0)
+    ready.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one demo step; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     settings = load_settings()
     if args.command == "send-seed-scenarios":

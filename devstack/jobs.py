@@ -57,13 +57,24 @@ def stop_job(name: str) -> bool:
     return running
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.jobs`` (the command to start follows ``--``)."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.jobs", formatter_class=HelpFormatter,
+                                     description="background jobs of the local stack",
+                                     usage="%(prog)s {start,stop,status} NAME [-- COMMAND ...]")
+    parser.add_argument("action", choices=["start", "stop", "status"],
+                        help="start runs the COMMAND after -- in the background (log .stack/logs/NAME.log)")
+    parser.add_argument("name", choices=JOB_NAMES, help="the job")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description="background jobs of the local stack")
-    parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("name", choices=JOB_NAMES)
+    parser = build_parser()
     args = parser.parse_args(own)
     if args.action == "start":
         if not command:

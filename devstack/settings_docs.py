@@ -90,10 +90,19 @@ def out_of_date() -> list[Path]:
     return stale
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.settings_docs``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.settings_docs", formatter_class=HelpFormatter,
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report what is out of date")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or --check) .env.example and the README's table; returns the exit code."""
+    args = build_parser().parse_args(argv)
     if args.check:
         stale = out_of_date()
         for path in stale:

@@ -71,10 +71,19 @@ def build_archive(archive: Path | None = None, force: bool = False, timeout: flo
     return archive
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the driver JVM's class-data sharing archive")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.spark_cds``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.spark_cds", formatter_class=HelpFormatter,
+                                     description="build the driver JVM's class-data sharing archive")
     parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the archive; returns the exit code."""
+    args = build_parser().parse_args(argv)
     archive = build_archive(force=args.force)
     if archive is None:
         return 1

@@ -102,11 +102,25 @@ def verify_stopped(paths: StackPaths) -> int:
     return 1 if left else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="local stack: PostgreSQL, Redis, Kafka, MLflow")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devstack.stack``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", formatter_class=HelpFormatter,
+                                     description="local stack: PostgreSQL, Redis, Kafka, MLflow")
     parser.add_argument("command", choices=["up", "down", "clean", "status", "verify-stopped",
-                                            "start-service", "stop-service"])
-    parser.add_argument("service", nargs="?", choices=SERVICE_ORDER)
+                                            "start-service", "stop-service"],
+                        help="up: start what is not running; down: stop what the stack started; clean: down and "
+                             "delete .stack; status; verify-stopped: fail if a process is left; "
+                             "start-service / stop-service: one service")
+    parser.add_argument("service", nargs="?", choices=SERVICE_ORDER,
+                        help="the service of start-service / stop-service (default: none)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("start-service", "stop-service") and not args.service:
         parser.error("argument service: required for start-service/stop-service")

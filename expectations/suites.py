@@ -171,10 +171,19 @@ def stale_suites(directory: Path = SUITES_DIR) -> list[str]:
     return stale
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="write or check the Great Expectations suite files")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m expectations.suites``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m expectations.suites", formatter_class=HelpFormatter,
+                                     description="write or check the Great Expectations suite files")
     parser.add_argument("--check", action="store_true", help="only check; exit 1 when a file is stale")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or --check) the suite files; returns the exit code."""
+    args = build_parser().parse_args(argv)
     if args.check:
         stale = stale_suites()
         print("stale suites: " + ", ".join(stale) if stale else "suites are up to date")

@@ -68,11 +68,19 @@ def apply_migrations(conn, schema: str = "public", directory: Path = MIGRATIONS_
     return applied_now
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m fraudops.db``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m fraudops.db", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("command", choices=["migrate"], help="migrate: apply the migrations not yet applied")
+    parser.add_argument("--schema", default="public", help="PostgreSQL schema migrated")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["migrate"])
-    parser.add_argument("--schema", default="public")
-    args = parser.parse_args(argv)
+    """Apply the migrations; returns the exit code."""
+    args = build_parser().parse_args(argv)
     conn = connect(load_settings())
     try:
         applied = apply_migrations(conn, args.schema)

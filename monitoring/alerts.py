@@ -192,18 +192,28 @@ def run(settings, pg_schema: str, interval: float, stop: threading.Event, **kwar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m monitoring.alerts``."""
+    from fraudops.cli import HelpFormatter
+
     defaults = DEFAULT_RULE_SETTINGS
-    p = argparse.ArgumentParser(prog="python -m monitoring.alerts", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m monitoring.alerts", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--interval", type=float, default=30.0, help="seconds between evaluations")
     p.add_argument("--once", action="store_true", help="evaluate once, print what fired, exit")
-    p.add_argument("--pg-schema", default="public")
-    p.add_argument("--webhook-url", default=None, help=f"default: ${WEBHOOK_ENV} (unset: no webhook)")
-    p.add_argument("--high-value-amount", type=float, default=defaults.high_value_amount)
-    p.add_argument("--spike-factor", type=float, default=defaults.spike_factor)
-    p.add_argument("--spike-min-rate", type=float, default=defaults.spike_min_rate)
-    p.add_argument("--rapid-count", type=int, default=defaults.rapid_count)
-    p.add_argument("--min-precision", type=float, default=defaults.min_precision)
-    p.add_argument("--min-recall", type=float, default=defaults.min_recall)
+    p.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the tables read and audit_log")
+    p.add_argument("--webhook-url", default=None, help=f"where alerts are also posted (default: ${WEBHOOK_ENV}; unset: no webhook)")
+    p.add_argument("--high-value-amount", type=float, default=defaults.high_value_amount,
+                   help="high_value_fraud: an alert of at least this amount")
+    p.add_argument("--spike-factor", type=float, default=defaults.spike_factor,
+                   help="fraud_rate_spike: the recent flagged share is this many times the rest of the day's")
+    p.add_argument("--spike-min-rate", type=float, default=defaults.spike_min_rate,
+                   help="fraud_rate_spike: and at least this flagged share")
+    p.add_argument("--rapid-count", type=int, default=defaults.rapid_count,
+                   help="rapid_fraud_sequence: this many alerts of one user within the rule's window")
+    p.add_argument("--min-precision", type=float, default=defaults.min_precision,
+                   help="model_degradation: precision on labelled rows below this")
+    p.add_argument("--min-recall", type=float, default=defaults.min_recall,
+                   help="model_degradation: recall on labelled rows below this")
     p.add_argument("--retrain-on-drift", action="store_true", help="start pipelines.retrain when drift fires")
     return p
 

@@ -262,15 +262,25 @@ def compare_live(settings=None, model_name: str | None = None, pg_schema: str = 
     return comparison
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="champion vs challenger on live labels")
-    parser.add_argument("command", choices=["compare"])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m monitoring.challenger``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m monitoring.challenger", formatter_class=HelpFormatter,
+                                     description="champion vs challenger on live labels")
+    parser.add_argument("command", choices=["compare"], help="compare: both versions on the same live labels")
     parser.add_argument("--model-name", default=None, help="default: MODEL_NAME (fraud-detector)")
-    parser.add_argument("--pg-schema", default="public")
-    parser.add_argument("--champion-version", default=None)
-    parser.add_argument("--challenger-version", default=None)
+    parser.add_argument("--pg-schema", default="public", help="PostgreSQL schema of shadow_scores and labels")
+    parser.add_argument("--champion-version", default=None, help="default: the Production version")
+    parser.add_argument("--challenger-version", default=None,
+                        help="default: the Staging version or the alias challenger")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log to the challenger's run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (1: nothing to compare)."""
+    args = build_parser().parse_args(argv)
     try:
         comparison = compare_live(model_name=args.model_name, pg_schema=args.pg_schema,
                                   champion_version=args.champion_version,

@@ -110,19 +110,22 @@ def review_alert(conn, transaction_id: str, status: str, reviewer: str, note: st
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m monitoring.feedback`` (list, review)."""
+    from fraudops.cli import HelpFormatter, add_command
+
     p = argparse.ArgumentParser(prog="python -m monitoring.feedback", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog="commands:\n" + __doc__.split("Run:\n", 1)[1].rstrip())
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--pg-schema", default="public")
+    common.add_argument("--pg-schema", default="public", help="PostgreSQL schema of fraud_alerts and labels")
     commands = p.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="pending alerts, oldest first", parents=[common])
-    listing.add_argument("--limit", type=int, default=50)
-    review = commands.add_parser("review", help="confirm an alert or mark it a false positive", parents=[common])
-    review.add_argument("transaction_id")
-    review.add_argument("--status", required=True, choices=REVIEW_STATUSES)
-    review.add_argument("--reviewer", required=True)
-    review.add_argument("--note", default=None)
+    listing = add_command(commands, "list", help="pending alerts, oldest first", parents=[common])
+    listing.add_argument("--limit", type=int, default=50, help="most alerts listed")
+    review = add_command(commands, "review", help="confirm an alert or mark it a false positive", parents=[common])
+    review.add_argument("transaction_id", help="the alerted transaction")
+    review.add_argument("--status", required=True, choices=REVIEW_STATUSES, help="the review's outcome")
+    review.add_argument("--reviewer", required=True, help="who reviewed it")
+    review.add_argument("--note", default=None, help="free text kept with the review (default: none)")
     return p
 
 

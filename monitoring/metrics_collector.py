@@ -229,11 +229,15 @@ def format_rows(rows: Sequence[MetricRow]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monitoring.metrics_collector", description=__doc__.split("\n\n")[0])
+    """The command line of ``python -m monitoring.metrics_collector``."""
+    from fraudops.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m monitoring.metrics_collector", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--interval", type=float, default=60.0, help="seconds between collections")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="Prometheus port (0: any free port)")
     p.add_argument("--host", default=LOOPBACK, help="address to bind; keep the loopback default outside containers")
-    p.add_argument("--pg-schema", default="public")
+    p.add_argument("--pg-schema", default="public", help="PostgreSQL schema read and written")
     p.add_argument("--once", action="store_true", help="collect and store once, print, exit (no server)")
     return p
 

@@ -186,14 +186,18 @@ def render(folder: Path = RESULTS_DIR, table: Path = TABLE) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command line of ``python -m pipelines.compare_models``."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.compare_models", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--label", default="after", help="name of this measurement (before/after)")
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {', '.join(DATASETS)}")
+    parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="days of each generated history")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="customers (simulator) / cards (independent)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the generators' seed")
     parser.add_argument("--trials", type=int, default=16, help="hyperopt trials across families (0: defaults only)")
-    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR), help="where each measurement's JSON goes")
     parser.add_argument("--results-name", default="", help="file name of this measurement (default: the label)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the tuned best")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/model_comparison.md")

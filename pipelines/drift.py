@@ -239,19 +239,24 @@ def run_drift_check(
 
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from fraudops.cli import HelpFormatter
+
     defaults = defaults_of(run_drift_check)
-    p = argparse.ArgumentParser(prog="python -m pipelines.drift", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pipelines.drift", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--window", default=defaults["window"], help="duration by scored_at (30m, 24h, 7d) or a row count (5000)")
     p.add_argument("--model-uri", default=cli_text(defaults["model_uri"]), help="reference model (default: MODEL_URI)")
-    p.add_argument("--pg-schema", default=defaults["pg_schema"])
+    p.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the scored transactions")
     p.add_argument("--drift-share", type=float, default=defaults["drift_share"],
                    help="share of drifted feature columns at which the data counts as drifted")
     p.add_argument("--column-threshold", type=float, default=defaults["column_threshold"],
                    help="distance at which one column counts as drifted")
-    p.add_argument("--reports-dir", default=str(defaults["reports_dir"]))
-    p.add_argument("--min-rows", type=whole_number, default=defaults["min_rows"])
-    p.add_argument("--max-rows", type=whole_number, default=defaults["max_rows"])
-    p.add_argument("--experiment", default=defaults["experiment"])
+    p.add_argument("--reports-dir", default=str(defaults["reports_dir"]), help="where the HTML/JSON report goes")
+    p.add_argument("--min-rows", type=whole_number, default=defaults["min_rows"],
+                   help="fewer scored rows in the window: no verdict")
+    p.add_argument("--max-rows", type=whole_number, default=defaults["max_rows"],
+                   help="at most this many of the window's newest rows are compared")
+    p.add_argument("--experiment", default=defaults["experiment"], help="MLflow experiment of the run (mlflow run: its own)")
     p.add_argument("--fail-on-drift", default="false", help=f"true: exit {DRIFT_EXIT_CODE} when the data drifted")
     return p
 

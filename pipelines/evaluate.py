@@ -252,17 +252,24 @@ def evaluate_model(model_uri: str | None = None, data: str = DEFAULT_DATA, test_
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.evaluate`` (MLproject entry point ``evaluate``)."""
+    from fraudops.cli import HelpFormatter
+
     defaults = defaults_of(evaluate_model)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--model-uri", default=cli_text(defaults["model_uri"]),
-                        help="default: MODEL_URI (models:/fraud-detector/Production)")
-    parser.add_argument("--data", default=defaults["data"])
-    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]))
-    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]))
+                        help="the model evaluated (default: MODEL_URI)")
+    parser.add_argument("--data", default=defaults["data"], help="labelled history (Parquet/CSV) holding the holdout")
+    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]),
+                        help="start of the holdout, ISO-8601 (default: as train chooses it)")
+    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]),
+                        help="end of the holdout, ISO-8601 (default: the data's end)")
     parser.add_argument("--label-delay", default=defaults["label_delay"],
                         help="how long after a transaction its label is known (30m, 1h, 7d)")
-    parser.add_argument("--experiment", default=defaults["experiment_name"])
-    parser.add_argument("--output-dir", default=cli_text(defaults["output_dir"]), help="also write the report here")
+    parser.add_argument("--experiment", default=defaults["experiment_name"],
+                        help="MLflow experiment of the run (mlflow run: its own)")
+    parser.add_argument("--output-dir", default=cli_text(defaults["output_dir"]), help="also write the report here (default: nowhere)")
     return parser
 
 

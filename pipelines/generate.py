@@ -106,11 +106,15 @@ def _whole_number(name: str, minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.generate", description="generate labelled history")
-    p.add_argument("--days", type=_whole_number("--days", 1), default=30)
-    p.add_argument("--customers", type=_whole_number("--customers", 1), default=2000)
+    """The command line of ``python -m pipelines.generate`` (MLproject entry point ``generate``)."""
+    from fraudops.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m pipelines.generate", description="generate labelled history",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--days", type=_whole_number("--days", 1), default=30, help="days of history, >= 1")
+    p.add_argument("--customers", type=_whole_number("--customers", 1), default=2000, help="customers, >= 1")
     p.add_argument("--fraud-ratio", type=float, default=DEFAULT_FRAUD_RATIO, help="share of fraudulent transactions, in [0, 0.5)")
-    p.add_argument("--seed", type=_whole_number("--seed", 0), default=42)
+    p.add_argument("--seed", type=_whole_number("--seed", 0), default=42, help="the simulator's seed (same seed: same history)")
     p.add_argument("--output", default=DEFAULT_DATA, help="Parquet path (or .csv)")
     p.add_argument("--no-mlflow", action="store_true", help="only write the file")
     return p

@@ -153,14 +153,22 @@ def run_pipeline(days: int = 30, customers: int = 2000, model_type: str = DEFAUL
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.main`` (MLproject entry point ``main``)."""
+    from fraudops.cli import HelpFormatter
+    from fraudops.modeling.model import MODEL_TYPES
+
     defaults = defaults_of(run_pipeline)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", type=whole_number, default=defaults["days"])
-    parser.add_argument("--customers", type=whole_number, default=defaults["customers"])
-    parser.add_argument("--model-type", default=defaults["model_type"])
-    parser.add_argument("--data", default=str(defaults["data"]))
-    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"])
-    parser.add_argument("--seed", type=whole_number, default=defaults["seed"])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.main", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--days", type=whole_number, default=defaults["days"], help="days of history to generate")
+    parser.add_argument("--customers", type=whole_number, default=defaults["customers"],
+                        help="customers of the generated history")
+    parser.add_argument("--model-type", default=defaults["model_type"],
+                        help=f"what train fits: one of {', '.join(MODEL_TYPES)}")
+    parser.add_argument("--data", default=str(defaults["data"]), help="where the generated history is written")
+    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"],
+                        help="share of fraudulent transactions in the history")
+    parser.add_argument("--seed", type=whole_number, default=defaults["seed"], help="the simulator's seed")
     parser.add_argument("--tune-evals", type=whole_number, default=defaults["tune_evals"],
                         help="> 0: train the best of a hyperopt search with this many trials")
     return parser

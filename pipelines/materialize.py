@@ -354,14 +354,18 @@ def _since(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.materialize", description=__doc__.split("\n\n")[0])
+    from fraudops.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m pipelines.materialize", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--since", type=_since, default=DEFAULT_SINCE,
                    help="read events this long before the source's newest (91d, 12h, 30m or seconds)")
-    p.add_argument("--source", choices=SOURCES, default="postgres")
+    p.add_argument("--source", choices=SOURCES, default="postgres", help="where the events come from")
     p.add_argument("--path", default=DEFAULT_DATA, help="the Parquet history (--source parquet)")
     p.add_argument("--pg-schema", default="public", help="schema of the transactions table (--source postgres)")
     p.add_argument("--redis-prefix", default="", help="key prefix of the feature store (the job's --redis-prefix)")
-    p.add_argument("--batch-rows", type=_positive_int("--batch-rows"), default=DEFAULT_BATCH_ROWS)
+    p.add_argument("--batch-rows", type=_positive_int("--batch-rows"), default=DEFAULT_BATCH_ROWS,
+                   help="events read and written per round")
     p.add_argument("--restart", nargs="?", const="true", default="false",
                    help="ignore the recorded progress of this source (--restart, or --restart true|false)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

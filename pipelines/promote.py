@@ -279,13 +279,20 @@ def promote_on_live_evidence(settings=None, model_name: str | None = None, pg_sc
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.promote`` (MLproject entry point ``promote``)."""
+    from fraudops.cli import HelpFormatter
+
     defaults = defaults_of(promote_version)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.promote", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--version", default=defaults["version"], help="version number or 'latest'")
-    parser.add_argument("--data", default=defaults["data"])
-    parser.add_argument("--dry-run", default=cli_text(defaults["dry_run"]).lower())
-    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]))
-    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]))
+    parser.add_argument("--data", default=defaults["data"], help="labelled history holding the shared holdout")
+    parser.add_argument("--dry-run", default=cli_text(defaults["dry_run"]).lower(),
+                        help="true: print the policy's decision, change nothing")
+    parser.add_argument("--test-start", default=cli_text(defaults["test_start"]),
+                        help="start of the holdout, ISO-8601 (default: as train chooses it)")
+    parser.add_argument("--test-end", default=cli_text(defaults["test_end"]),
+                        help="end of the holdout, ISO-8601 (default: the data's end)")
     parser.add_argument("--model-name", default=cli_text(defaults["model_name"]),
                         help="default: MODEL_NAME (fraud-detector)")
     parser.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the audit_log row")
@@ -295,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --live: labels needed to decide")
     parser.add_argument("--live-margin", type=float, default=0.0,
                         help="with --live: the challenger's live metric must exceed the champion's by more")
-    parser.add_argument("--live-metric", default="average_precision", choices=LIVE_METRICS)
+    parser.add_argument("--live-metric", default="average_precision", choices=LIVE_METRICS,
+                        help="with --live: the metric compared")
     return parser
 
 

@@ -52,16 +52,27 @@ def run_action(args, client) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.registry`` (the seed's registry verbs)."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.registry", formatter_class=HelpFormatter,
+                                     description="registry verbs of the seed (register, activate, list, active)")
+    parser.add_argument("--action", required=True, choices=ACTIONS, help="what to do")
+    parser.add_argument("--model-name", default=None, help="registered model (default: MODEL_NAME)")
+    parser.add_argument("--model-uri", help="register: the logged model (runs:/<run_id>/model; default: none)")
+    parser.add_argument("--threshold", type=float, help="register: the version's decision threshold (default: none)")
+    parser.add_argument("--feature-set-version", default=FEATURE_SET_VERSION,
+                        help="register: the feature set the version was trained on")
+    parser.add_argument("--version", help="activate: the version number to make Production (default: none)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
-    parser = argparse.ArgumentParser(description="registry verbs of the seed (register, activate, list, active)")
-    parser.add_argument("--action", required=True, choices=ACTIONS)
-    parser.add_argument("--model-name", default=settings.model_name)
-    parser.add_argument("--model-uri", help="register: the logged model (runs:/<run_id>/model)")
-    parser.add_argument("--threshold", type=float, help="register: the version's decision threshold")
-    parser.add_argument("--feature-set-version", default=FEATURE_SET_VERSION)
-    parser.add_argument("--version", help="activate: the version number to make Production")
+    parser = build_parser()
     args = parser.parse_args(argv)
+    args.model_name = args.model_name or settings.model_name
     if args.action == "register" and (not args.model_uri or args.threshold is None):
         parser.error("argument --model-uri and --threshold: required for --action register")
     if args.action == "activate" and not (args.version or "").isdigit():

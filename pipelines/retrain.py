@@ -397,13 +397,18 @@ def _optional_duration(text: str | None, argument: str, none_word: str = "none")
 
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from fraudops.cli import HelpFormatter
+    from fraudops.modeling.model import MODEL_TYPES
+
     defaults = defaults_of(retrain)
-    p = argparse.ArgumentParser(prog="python -m pipelines.retrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pg-schema", default=defaults["pg_schema"])
+    p = argparse.ArgumentParser(prog="python -m pipelines.retrain", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("--pg-schema", default=defaults["pg_schema"], help="PostgreSQL schema of the scored rows and labels")
     p.add_argument("--history", default=defaults["history"], help="labelled history Parquet/CSV to add (default: none)")
-    p.add_argument("--model-type", default=defaults["model_type"])
+    p.add_argument("--model-type", default=defaults["model_type"], help=f"one of {', '.join(MODEL_TYPES)}")
     p.add_argument("--model-name", default=cli_text(defaults["model_name"]), help="default: MODEL_NAME (fraud-detector)")
-    p.add_argument("--holdout-fraction", type=float, default=defaults["holdout_fraction"])
+    p.add_argument("--holdout-fraction", type=float, default=defaults["holdout_fraction"],
+                   help="newest share of the rows kept for the promotion gate's holdout")
     p.add_argument("--gap", default=defaults["gap"], help="between training and holdout (30m, 1h, 2d)")
     p.add_argument("--label-maturity", default=cli_text(defaults["label_maturity"]),
                    help="unlabelled rows older than this are genuine ('none': never)")
@@ -413,10 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply the gate's decision (false: report only)")
     p.add_argument("--if-drift", default=cli_text(defaults["if_drift"]).lower(),
                    help="true: only when the last drift check found drift")
-    p.add_argument("--drift-max-age", default=defaults["drift_max_age"])
+    p.add_argument("--drift-max-age", default=defaults["drift_max_age"],
+                   help="with --if-drift: a drift check older than this does not count")
     p.add_argument("--label-delay", default=defaults["label_delay"],
                    help="how long after a transaction its label is known (30m, 1h, 7d)")
-    p.add_argument("--experiment", default=defaults["experiment_name"])
+    p.add_argument("--experiment", default=defaults["experiment_name"], help="MLflow experiment of the run (mlflow run: its own)")
     return p
 
 

@@ -540,19 +540,33 @@ def register_or_tag(info, run_id: str, name: str, model_type: str, threshold: fl
 
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.train`` (MLproject entry point ``train``)."""
+    from fraudops.cli import HelpFormatter
+    from fraudops.modeling.model import MODEL_TYPES
+
     defaults = defaults_of(train_model)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-type", default=defaults["model_type"])
-    parser.add_argument("--data", default=defaults["data"], help="labelled history (Parquet/CSV); empty: simulate")
-    parser.add_argument("--samples", type=whole_number, default=defaults["samples"])
-    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--model-type", default=defaults["model_type"], help=f"one of {', '.join(MODEL_TYPES)}")
+    parser.add_argument("--data", default=defaults["data"],
+                        help="labelled history (Parquet/CSV); empty: simulate (default: %(default)r)")
+    parser.add_argument("--samples", type=whole_number, default=defaults["samples"],
+                        help="about this many transactions simulated when --data is empty (0: 30 days x 2000 customers)")
+    parser.add_argument("--fraud-ratio", type=float, default=defaults["fraud_ratio"],
+                        help="share of fraud in the simulated history (--data empty)")
+    period = {"train_end": "end of the training period", "test_start": "start of the out-of-time test period",
+              "test_end": "end of the test period"}
     for name in ("train_end", "test_start", "test_end"):
-        parser.add_argument(f"--{name.replace('_', '-')}", default=cli_text(defaults[name]))
-    parser.add_argument("--gap-days", type=float, default=defaults["gap_days"])
-    parser.add_argument("--register", default=cli_text(defaults["register"]).lower())
+        parser.add_argument(f"--{name.replace('_', '-')}", default=cli_text(defaults[name]),
+                            help=f"{period[name]}, ISO-8601 (default: chosen from the data's time span)")
+    parser.add_argument("--gap-days", type=float, default=defaults["gap_days"],
+                        help="days left out between training and test (labels arriving late)")
+    parser.add_argument("--register", default=cli_text(defaults["register"]).lower(),
+                        help="true: register the model as a new version of MODEL_NAME")
     parser.add_argument("--label-delay", default=defaults["label_delay"],
                         help="how long after a transaction its label is known (30m, 1h, 7d, or seconds)")
-    parser.add_argument("--experiment", default=defaults["experiment_name"])
+    parser.add_argument("--experiment", default=defaults["experiment_name"],
+                        help="MLflow experiment of the run (mlflow run: its own)")
     return parser
 
 

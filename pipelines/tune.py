@@ -275,15 +275,23 @@ def tune_model(model_type: str = ALL_FAMILIES, data: str = DEFAULT_DATA, max_eva
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.tune`` (MLproject entry point ``tune``)."""
+    from fraudops.cli import HelpFormatter
+    from fraudops.modeling.model import MODEL_TYPES
+
     defaults = defaults_of(tune_model)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-type", default=defaults["model_type"])
-    parser.add_argument("--data", default=defaults["data"], help="labelled history; empty: simulate")
-    parser.add_argument("--max-evals", type=whole_number, default=defaults["max_evals"])
-    parser.add_argument("--parallelism", type=whole_number, default=defaults["parallelism"])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.tune", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--model-type", default=defaults["model_type"],
+                        help=f"all (across {', '.join(SEARCHED_FAMILIES)}) or one of {', '.join(MODEL_TYPES)}")
+    parser.add_argument("--data", default=defaults["data"], help="labelled history; empty: simulate (default: %(default)r)")
+    parser.add_argument("--max-evals", type=whole_number, default=defaults["max_evals"], help="hyperopt trials")
+    parser.add_argument("--parallelism", type=whole_number, default=defaults["parallelism"],
+                        help="trials run at once (> 1: SparkTrials)")
     parser.add_argument("--label-delay", default=defaults["label_delay"],
                         help="how long after a transaction its label is known (30m, 1h, 7d)")
-    parser.add_argument("--experiment", default=defaults["experiment_name"])
+    parser.add_argument("--experiment", default=defaults["experiment_name"],
+                        help="MLflow experiment of the run (mlflow run: its own)")
     return parser
 
 

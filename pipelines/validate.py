@@ -72,9 +72,14 @@ def log_validation(data: str | Path, outcome: ValidationOutcome) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.validate", description="validate a dataset with a GE suite")
+    """The command line of ``python -m pipelines.validate`` (MLproject entry point ``validate``)."""
+    from fraudops.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m pipelines.validate", description="validate a dataset with a GE suite",
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="Parquet or CSV file")
-    p.add_argument("--suite", default="raw_transactions", choices=sorted(SUITE_BUILDERS))
+    p.add_argument("--suite", default="raw_transactions", choices=sorted(SUITE_BUILDERS),
+                   help="the Great Expectations suite (expectations/gx)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     return p
 

@@ -54,18 +54,21 @@ def serve(settings, host: str, port: int, schema: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The portal's command line: ``serve`` and ``add-user``."""
+    from fraudops.cli import HelpFormatter, add_command
+
     parser = argparse.ArgumentParser(prog="python -m portal", description="the analyst portal",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     formatter_class=HelpFormatter,
                                      epilog=__doc__.split("Run:\n", 1)[1])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("serve", help="run the web app (foreground)")
+    run = add_command(commands, "serve", help="run the web app (foreground)")
     run.add_argument("--host", default="127.0.0.1", help="address to bind (keep the loopback default)")
     run.add_argument("--port", type=int, default=None, help="default: PORTAL_PORT (8050)")
-    run.add_argument("--pg-schema", default="public")
-    user = commands.add_parser("add-user", help="create a user or set its role and password")
-    user.add_argument("name")
-    user.add_argument("--role", required=True, choices=ROLES)
-    user.add_argument("--pg-schema", default="public")
+    run.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the tables the portal reads")
+    user = add_command(commands, "add-user", help="create a user or set its role and password")
+    user.add_argument("name", help="the user's login name")
+    user.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
+    user.add_argument("--pg-schema", default="public", help="PostgreSQL schema of portal_users")
     return parser
 
 

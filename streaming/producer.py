@@ -188,24 +188,37 @@ def produce_transactions(
     return stats
 
 
-def parse_args(argv: list[str] | None = None, settings: Settings | None = None) -> argparse.Namespace:
-    """CLI flags; broker and topics default to the settings (environment / stack env file)."""
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The producer's command line; broker and topics default to the settings."""
+    from fraudops.cli import HelpFormatter
+
     settings = settings or load_settings()
-    p = argparse.ArgumentParser(prog="python -m streaming.producer", description="Kafka producer of simulated transactions")
-    p.add_argument("--broker", default=settings.kafka_brokers, help="Kafka bootstrap servers (default: KAFKA_BROKERS)")
-    p.add_argument("--topic", default=settings.kafka_topic, help="transactions topic (default: KAFKA_TOPIC)")
+    p = argparse.ArgumentParser(prog="python -m streaming.producer", description="Kafka producer of simulated transactions",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--broker", default=settings.kafka_brokers,
+                   help="Kafka bootstrap servers (default: KAFKA_BROKERS, here %(default)s)")
+    p.add_argument("--topic", default=settings.kafka_topic, help="transactions topic (default: KAFKA_TOPIC, here %(default)s)")
     p.add_argument("--num", type=int, default=None, help="number of transactions (default: endless)")
-    p.add_argument("--delay", type=float, default=None, help="seconds between transactions (seed flag; 0 = unlimited)")
-    p.add_argument("--rate", type=float, default=None, help="transactions per second (wins over --delay; 0 = unlimited)")
+    p.add_argument("--delay", type=float, default=None,
+                   help="seconds between transactions (seed flag; 0 = unlimited; default: 1 s unless --rate)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="transactions per second (wins over --delay; 0 = unlimited; default: --delay's)")
     p.add_argument("--fraud-rate", type=float, default=DEFAULT_FRAUD_RATE, help="share of fraudulent transactions, < 0.5")
     p.add_argument("--seed", type=int, default=42, help="simulator seed (same seed and --start: same stream)")
     p.add_argument("--customers", type=int, default=None, help="customers (default: enough for the clock to keep pace with --rate)")
     p.add_argument("--start", default=None, help="event time of the first transaction, ISO-8601 (default: now)")
-    p.add_argument("--labels-topic", default=settings.kafka_labels_topic, help="labels topic (default: KAFKA_LABELS_TOPIC)")
+    p.add_argument("--labels-topic", default=settings.kafka_labels_topic,
+                   help="labels topic (default: KAFKA_LABELS_TOPIC, here %(default)s)")
     p.add_argument("--label-delay", type=float, default=60.0, help="seconds of event time between a fraud and its chargeback label")
     p.add_argument("--genuine-labels", action="store_true", help="also label genuine transactions (source 'simulator')")
     p.add_argument("--no-labels", action="store_true", help="do not send labels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(argv: list[str] | None = None, settings: Settings | None = None) -> argparse.Namespace:
+    """CLI flags; broker and topics default to the settings (environment / stack env file)."""
+    p = build_parser(settings)
     args = p.parse_args(argv)
     if args.num is not None and args.num < 0:
         p.error(f"--num must be >= 0, got {args.num}")

@@ -323,28 +323,47 @@ def _auditor(targets):
     return audit
 
 
-def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
-    parser = argparse.ArgumentParser(description="Spark Structured Streaming fraud scoring job")
-    parser.add_argument("--checkpoint-dir", type=Path, default=settings.checkpoint_dir / "scoring-job")
-    parser.add_argument("--trigger-seconds", type=float, default=0.5)
-    parser.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
-    parser.add_argument("--pg-schema", default="public")
-    parser.add_argument("--redis-prefix", default="")
-    parser.add_argument("--topic", default=None)
-    parser.add_argument("--labels-topic", default=None)
-    parser.add_argument("--alerts-topic", default=None)
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    """The job's command line; defaults come from ``settings`` where a setting names them."""
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="spark-submit streaming/scoring_job.py",
+                                     description="Spark Structured Streaming fraud scoring job",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--checkpoint-dir", type=Path, default=settings.checkpoint_dir / "scoring-job",
+                        help="checkpoints of the queries (offsets); on a cluster a shared file system "
+                             "(FRAUDOPS_STATE_DIR/checkpoints/scoring-job)")
+    parser.add_argument("--trigger-seconds", type=float, default=0.5, help="micro-batch interval, > 0")
+    parser.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"],
+                        help="where a first start (no checkpoint) reads the topics from")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000,
+                        help="most Kafka records one micro-batch reads, > 0")
+    parser.add_argument("--pg-schema", default="public", help="PostgreSQL schema of the tables written")
+    parser.add_argument("--redis-prefix", default="",
+                        help="prefix of the Redis and feature-store keys (tests isolate themselves with it)")
+    parser.add_argument("--topic", default=None, help="transactions topic (default: KAFKA_TOPIC)")
+    parser.add_argument("--labels-topic", default=None, help="labels topic (default: KAFKA_LABELS_TOPIC)")
+    parser.add_argument("--alerts-topic", default=None, help="alerts topic (default: KAFKA_ALERTS_TOPIC)")
     parser.add_argument("--decisions-topic", default=settings.kafka_decisions_topic,
                         help="the decision service's decided transactions, recorded as decided (default: "
-                             "KAFKA_DECISIONS_TOPIC; '' reads none)")
-    parser.add_argument("--model-uri", default=None)
-    parser.add_argument("--model-refresh-seconds", type=float, default=10.0)
-    parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0)
+                             "KAFKA_DECISIONS_TOPIC, here %(default)s; '' reads none)")
+    parser.add_argument("--model-uri", default=None,
+                        help=f"the served model (default: MODEL_URI, here {settings.model_uri})")
+    parser.add_argument("--model-refresh-seconds", type=float, default=10.0,
+                        help="how often the driver asks the registry which version MODEL_URI names, > 0")
+    parser.add_argument("--merchant-refresh-seconds", type=float, default=60.0,
+                        help="how often the driver re-reads the merchant risk snapshot, > 0")
     parser.add_argument("--label-delay", default="1h", help="how long after a transaction its label is known "
                         "(30m, 1h, 7d or seconds); a warning when the served version was trained with another")
     parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
     parser.add_argument("--scoring-tasks", type=int, default=2,
                         help="Python tasks per micro-batch (users hashed over them; 1: no shuffle)")
+    return parser
+
+
+def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
+    """The job's options from the command line (argparse errors exit with status 2)."""
+    parser = build_parser(settings)
     args = parser.parse_args(argv)
     for name in ("trigger_seconds", "model_refresh_seconds", "merchant_refresh_seconds"):
         if getattr(args, name) <= 0:
