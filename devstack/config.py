@@ -12,13 +12,17 @@ from fraudops.settings_table import local_stack_settings
 
 # the passwords the stack generates at its first start (every one kept in the env file)
 SECRETS = tuple(row.name for row in local_stack_settings() if row.secret)
+# defaults an env file written by an earlier version holds: they follow the table's new default
+# (MODEL_URI served the Production stage before the champion alias became the default)
+FORMER_DEFAULTS = {"MODEL_URI": "models:/fraud-detector/Production"}
 
 
 def stack_config(paths: StackPaths) -> dict[str, str]:
     """The stack's variables: the environment's (passwords excepted), else the env file's, else
     generated (passwords) or the table's defaults. MLFLOW_TRACKING_URI follows MLFLOW_PORT."""
     rows = local_stack_settings()
-    current = read_env_file(paths.env_file)
+    current = {key: value for key, value in read_env_file(paths.env_file).items()
+               if FORMER_DEFAULTS.get(key) != value}
     env = {**current, **{row.name: os.environ[row.name] for row in rows
                          if os.environ.get(row.name) and not row.secret}}
     cfg = {row.name: env.get(row.name) or row.default for row in rows if not row.secret}

@@ -101,5 +101,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             except ValueError as exc:
                 raise ValueError(f"{row.name}={value!r} is not a valid {row.kind.__name__}") from exc
     if "MODEL_URI" not in merged and "model_name" in kwargs:
-        kwargs["model_uri"] = f"models:/{kwargs['model_name']}/Production"
+        kwargs["model_uri"] = f"models:/{kwargs['model_name']}@champion"
     return Settings(**kwargs)  # type: ignore[arg-type]

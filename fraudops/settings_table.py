@@ -114,8 +114,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MLFLOW_EXPERIMENT_NAME", "fraud-detection", "MLflow experiment of the project's runs (mlflow run "
             "reads it too: without it, its runs land in experiment Default)", MLFLOW, "mlflow_experiment_name"),
     Setting("MODEL_NAME", "fraud-detector", "registered model name", MLFLOW, "model_name"),
-    Setting("MODEL_URI", "models:/fraud-detector/Production",
-            "what the streaming job serves (default: models:/MODEL_NAME/Production)", MLFLOW, "model_uri"),
+    Setting("MODEL_URI", "models:/fraud-detector@champion",
+            "what the streaming job and the decision service serve (default: models:/MODEL_NAME@champion; "
+            "the Production stage mirrors the alias)", MLFLOW, "model_uri"),
     # ------------------------------------------------------------ the analyst portal
     Setting("PORTAL_PORT", "8050", "port of the analyst portal on 127.0.0.1", PORTAL, "portal_port", int,
             containers=False),

@@ -1,8 +1,10 @@
 """Which registry version the scoring job serves, decided on the driver by a background poll.
 
-At start, MODEL_URI (default models:/fraud-detector/Production) must resolve, or the job stops
+At start, MODEL_URI (default models:/fraud-detector@champion) must resolve, or the job stops
 with a clear error. Then a daemon thread asks the registry every ``refresh_seconds`` which
-version MODEL_URI names; a new version becomes :attr:`ModelServer.served` (pinned as
+version MODEL_URI names (after mirroring the champion alias and the Production stage,
+fraudops.modeling.champion: a stage transition in the MLflow UI moves the alias, and the other
+way round); a new version becomes :attr:`ModelServer.served` (pinned as
 models:/<name>/<version>) for the next micro-batches, the switch is logged and written to
 audit_log. The poll never runs on the micro-batch path; if the registry cannot be reached, the
 current version keeps scoring and the next poll retries. The Python workers load the pinned
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from fraudops.modeling.champion import mirror_champion, mirrors
 from fraudops.modeling.registry import (
     ServedModel,
     configure_tracking,
@@ -47,6 +50,7 @@ class ModelServer:
         """Resolve the model and start the poll; raises ModelUnavailableError naming the URI."""
         configure_tracking(self.settings)
         try:
+            self.mirror()
             self.served = resolve_served_model(self.model_uri)
         except Exception as exc:  # registry down or no such version
             raise ModelUnavailableError(
@@ -105,9 +109,17 @@ class ModelServer:
                 log.warning("could not audit the challenger change: %s", exc)
         return True
 
+    def mirror(self) -> None:
+        """Keep the champion alias and the Production stage on one version when MODEL_URI serves
+        either (a UI stage transition then moves the alias, and the other way round)."""
+        name = mirrors(self.model_uri)
+        if name is not None:
+            mirror_champion(name)
+
     def check(self) -> bool:
         """Ask the registry once; switch to a newly promoted version. Returns True when it switched."""
         try:
+            self.mirror()
             served = resolve_served_model(self.model_uri)
         except Exception as exc:  # noqa: BLE001 - keep scoring with the current model
             log.warning("registry not reachable (%s); keeping version %s", exc, self.served.version)

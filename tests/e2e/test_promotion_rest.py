@@ -12,7 +12,9 @@ requests (from its bundled JavaScript; /ajax-api/2.0 and /api/2.0 reach the same
 
 These tests send exactly those requests with plain HTTP (urllib, no MLflow client) while the
 in-process scoring job runs on its own topic, schema and model name, then check that the next
-micro-batches are scored by the promoted version and that audit_log records the switch.
+micro-batches are scored by the promoted version, that audit_log records the switch, and that the
+job's registry poll mirrored the other half (a stage transition moves the alias `champion`, an
+alias move transitions the stage: fraudops/modeling/champion.py).
 """
 
 from __future__ import annotations
@@ -141,12 +143,19 @@ def model_switches(pg_conn, ns) -> list[tuple[str, str]]:
     return switches
 
 
-# --- the tests ----------------------------------------------------------------------------------
+# --- the tests ---------------------------------------------------------------------------------
+def eventually_registry(settings, name: str, expected) -> None:
+    """Wait until the job's registry poll has mirrored the alias and the stage to ``expected``."""
+    assert_eventually(lambda: registry_state(settings, name) == expected, timeout=60, interval=0.1,
+                      message=f"the registry of {name} is {expected}")
+
+
 def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, namespace, history, built_models):
-    """MODEL_URI = models:/<name>/Production (the default form): the stage decides."""
+    """MODEL_URI = models:/<name>@champion (the default form): the UI's stage transition alone
+    promotes (the job's registry poll moves the alias after the stage), and rolls back."""
     name = f"fraud-detector-rest-{uuid.uuid4().hex[:8]}"
     assert register_production(settings, name, built_models[0]) == "1"
-    job = start_queries(spark, settings, job_options(namespace, f"models:/{name}/Production"))
+    job = start_queries(spark, settings, job_options(namespace, f"models:/{name}@champion"))
     try:
         support.produce(settings, namespace.topic, messages_of(history, 0, 30))
         job.process_all_available()
@@ -156,18 +165,16 @@ def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, n
 
         promoted = transition_to_production(settings, name, candidate)
         assert promoted["model_version"]["current_stage"] == "Production"
-        set_champion_alias(settings, name, candidate)
-        assert registry_state(settings, name) == ({"1": "Archived", "2": "Production"}, {"champion": "2"})
         switched_to(pg_conn, namespace, [("1", "2")])
+        eventually_registry(settings, name, ({"1": "Archived", "2": "Production"}, {"champion": "2"}))
         support.produce(settings, namespace.topic, messages_of(history, 30, 60))
         job.process_all_available()
         assert version_counts(pg_conn, namespace) == {"1": 30, "2": 30}
 
         # rollback, as docs/promotion.md describes it: the previous version back to Production
         transition_to_production(settings, name, "1")
-        set_champion_alias(settings, name, "1")
-        assert registry_state(settings, name) == ({"1": "Production", "2": "Archived"}, {"champion": "1"})
         switched_to(pg_conn, namespace, [("1", "2"), ("2", "1")])
+        eventually_registry(settings, name, ({"1": "Production", "2": "Archived"}, {"champion": "1"}))
         support.produce(settings, namespace.topic, messages_of(history, 60, 90))
         job.process_all_available()
     finally:
@@ -177,19 +184,20 @@ def test_ui_promotion_and_rollback_switch_the_stream(spark, settings, pg_conn, n
     assert model_switches(pg_conn, namespace) == [("1", "2"), ("2", "1")]
 
 
-def test_alias_alone_switches_a_stream_that_serves_the_champion(spark, settings, pg_conn, namespace, history,
-                                                                 built_models):
-    """MODEL_URI = models:/<name>@champion: the new UI's alias editor alone promotes."""
+def test_alias_alone_switches_a_stream_that_serves_the_stage(spark, settings, pg_conn, namespace, history,
+                                                             built_models):
+    """MODEL_URI = models:/<name>/Production (the former default): the new UI's alias editor alone
+    promotes; the stage follows the alias."""
     name = f"fraud-detector-alias-{uuid.uuid4().hex[:8]}"
     register_production(settings, name, built_models[0])
-    job = start_queries(spark, settings, job_options(namespace, f"models:/{name}@champion"))
+    job = start_queries(spark, settings, job_options(namespace, f"models:/{name}/Production"))
     try:
         support.produce(settings, namespace.topic, messages_of(history, 0, 30))
         job.process_all_available()
         candidate = register_copy(settings, name, built_models[1])
         set_champion_alias(settings, name, candidate)
-        assert registry_state(settings, name) == ({"1": "Production", "2": "None"}, {"champion": "2"})
         switched_to(pg_conn, namespace, [("1", "2")])
+        eventually_registry(settings, name, ({"1": "Archived", "2": "Production"}, {"champion": "2"}))
         support.produce(settings, namespace.topic, messages_of(history, 30, 60))
         job.process_all_available()
     finally:

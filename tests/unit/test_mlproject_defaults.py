@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
 # MLproject may spell out what the code leaves to the settings: "" there means "MODEL_URI".
-SPELLED_OUT = {("evaluate", "model_uri"): "models:/fraud-detector/Production"}
+SPELLED_OUT = {("evaluate", "model_uri"): "models:/fraud-detector@champion"}
 
 
 def test_mlproject_fraud_ratio_is_the_simulator_default():

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.unit
 def test_defaults_without_env_file(tmp_path):
     s = load_settings({"FRAUDOPS_ENV_FILE": str(tmp_path / "missing.env")})
     assert s.kafka_topic == "banking-transactions"
-    assert s.model_uri == "models:/fraud-detector/Production"
+    assert s.model_uri == "models:/fraud-detector@champion"
     assert s.postgres_port == 5432
 
 
@@ -28,7 +28,7 @@ def test_bad_port_names_the_variable(tmp_path):
 
 def test_model_uri_follows_model_name(tmp_path):
     s = load_settings({"FRAUDOPS_ENV_FILE": str(tmp_path / "x"), "MODEL_NAME": "m2"})
-    assert s.model_uri == "models:/m2/Production"
+    assert s.model_uri == "models:/m2@champion"
 
 
 def test_read_env_file_missing_is_empty(tmp_path):

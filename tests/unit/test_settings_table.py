@@ -107,3 +107,15 @@ def test_the_compose_files_fallback_values_are_the_tables():
               for name, value in re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", compose)
               if name not in rows or value != rows[name].example_value}
     assert not differ, f"docker-compose.yml fallbacks that differ from fraudops/settings_table.py: {differ}"
+
+
+def test_an_env_file_with_the_former_model_uri_default_follows_the_new_one(tmp_path, monkeypatch):
+    for row in SETTINGS:
+        monkeypatch.delenv(row.name, raising=False)
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("MODEL_URI=models:/fraud-detector/Production\nKAFKA_TOPIC=mine\n")
+    cfg = stack_config(StackPaths(state=tmp_path, env_file=env_file))
+    assert cfg["MODEL_URI"] == "models:/fraud-detector@champion"
+    assert cfg["KAFKA_TOPIC"] == "mine"  # other values the file holds stay
+    env_file.write_text("MODEL_URI=models:/fraud-detector/Staging\n")  # a choice, not the former default
+    assert stack_config(StackPaths(state=tmp_path, env_file=env_file))["MODEL_URI"] == "models:/fraud-detector/Staging"
