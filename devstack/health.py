@@ -6,22 +6,12 @@ Run: ``python -m devstack.health`` (or ``make health``).
 
 from __future__ import annotations
 
-import sys
-
-from fraudops.health import OPTIONAL_CHECKS, check_all
-from fraudops.settings import load_settings
+from fraudops import health
 
 
 def main() -> int:
-    settings = load_settings()
-    statuses = check_all(settings) + [check(settings) for check in OPTIONAL_CHECKS.values()]
-    for status in statuses:
-        print(status.line())
-    down = [s.name for s in statuses if not s.up]
-    if down:
-        print(f"down: {', '.join(down)}", file=sys.stderr)
-        return 1
-    return 0
+    """Every stack service and the jobs (`python -m fraudops.health --jobs`): 1 naming what is down."""
+    return health.main(["--jobs"])
 
 
 if __name__ == "__main__":

@@ -196,3 +196,46 @@ OPTIONAL_CHECKS: dict[str, Callable[[Settings], ServiceStatus]] = {"streaming": 
 def check_all(settings: Settings | None = None) -> list[ServiceStatus]:
     settings = settings or load_settings()
     return [check(settings) for check in SERVICE_CHECKS.values()]
+
+
+def build_parser():
+    """The parser of ``python -m fraudops.health`` (console script ``fraudops-health``)."""
+    import argparse
+
+    from fraudops.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="fraudops-health", formatter_class=HelpFormatter,
+        description="One line per service the settings name (Kafka, PostgreSQL, Redis, the feature store, "
+                    "MLflow), with the streaming job and the decision service when asked; exit 1 naming "
+                    "what is down. The application image's default command.")
+    parser.add_argument("--service", action="append", choices=sorted({*SERVICE_CHECKS, *OPTIONAL_CHECKS}),
+                        help="check only this service (repeatable; default: every stack service)")
+    parser.add_argument("--jobs", action="store_true",
+                        help="also the streaming job and the decision service (their PID files under "
+                             "FRAUDOPS_STATE_DIR; not started is not a failure)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print each service's status line; 0 when all are up, 1 (naming them on stderr) otherwise."""
+    import sys
+
+    args = build_parser().parse_args(argv)
+    checks = {**SERVICE_CHECKS, **(OPTIONAL_CHECKS if args.jobs else {})}
+    if args.service:
+        checks = {name: check for name, check in {**SERVICE_CHECKS, **OPTIONAL_CHECKS}.items()
+                  if name in args.service}
+    settings = load_settings()
+    statuses = [check(settings) for check in checks.values()]
+    for status in statuses:
+        print(status.line())
+    down = [s.name for s in statuses if not s.up]
+    if down:
+        print(f"down: {', '.join(down)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
