@@ -3,8 +3,9 @@
 :meth:`DecisionEngine.decide` takes requests that decisions.batcher grouped (at most one per
 user and per transaction_id, so every request sees every earlier decision of its user, as a
 sequence of single decisions would) and, for them all at once:
-  1. parses the bodies with THE message contract's frame parser, the one the streaming job
-     uses (fraudops.contract.messages.validate_messages_frame): the same values, the same types;
+  1. types the records the endpoint validated (fraudops.contract.messages.validate_message)
+     in THE contract's frame (records_frame, what the streaming job's frame parser builds):
+     the same values, the same types;
   2. answers the transaction_ids already decided from their records (decisions.records): the
      same request gets the stored decision back, another body under that id a conflict;
   3. features.stream.stream_features from the online feature store and the merchant snapshot,
@@ -38,7 +39,7 @@ from decisions.records import DecisionRecords, request_hash
 from features.definition import FEATURE_COLUMNS
 from features.stream import remember_events, stream_features
 from fraudops.contract.decisions import decided_message
-from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS, validate_messages_frame
+from fraudops.contract.messages import TRANSACTION_COLUMNS, records_frame
 from fraudops.modeling.explain import alert_reasons_json
 from rules.policy import BUDGET_MARK, apply_rules
 
@@ -77,11 +78,19 @@ class Pending:
 
 
 class ServedVersion:
-    """The served registry version and its loaded pyfunc, swapped as a pair (never half)."""
+    """The served registry version, its loaded pyfunc and the pyfunc compiled for one-row
+    latency (fraudops.modeling.compiled; None: not supported, the pyfunc scores), swapped
+    together (never half)."""
 
-    def __init__(self, served, model):
-        self.served, self.model = served, model
+    def __init__(self, served, model, scorer=None):
+        self.served, self.model, self.scorer = served, model, scorer
         self.thresholds = Thresholds.of(served)
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        """P(fraud) of the feature rows ``X``: the compiled scorer's, equal to the pyfunc's."""
+        if self.scorer is not None:
+            return self.scorer.score(X)
+        return np.asarray(self.model.predict(X), dtype="float64")
 
 
 class DecisionEngine:
@@ -153,18 +162,16 @@ class DecisionEngine:
 
     @staticmethod
     def _events(batch: list[Pending]) -> pd.DataFrame:
-        """The batch's transactions as the stream's parser types them."""
-        parsed = validate_messages_frame([p.body for p in batch])
-        bad = parsed[REJECT_REASON_COLUMN].notna()
-        if bad.any():  # the endpoint validated each body with the same contract: never expected
-            raise ValueError(f"frame parser rejected a validated body: {parsed.loc[bad, REJECT_REASON_COLUMN].iloc[0]}")
-        return parsed[TRANSACTION_COLUMNS].reset_index(drop=True)
+        """The batch's transactions as the stream's parser types them: the records the endpoint
+        validated (validate_message, row by row what the stream's frame parser makes of the
+        same body) in the contract's typed frame (records_frame, the frame parser's own)."""
+        return records_frame({name: [p.record[name] for p in batch] for name in TRANSACTION_COLUMNS})
 
     def _score(self, featured: pd.DataFrame, version: ServedVersion) -> pd.DataFrame:
         from streaming.scoring_pass import features_json
 
         X = featured[FEATURE_COLUMNS]
-        score = np.asarray(version.model.predict(X), dtype="float64")
+        score = version.score(X)
         decision = decide(score, version.thresholds)
         decision, rules_fired = self._apply_rules(featured, score, decision)
         # reasons for what stops or holds a payment (review, decline), as the stream explains its alerts

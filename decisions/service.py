@@ -124,6 +124,7 @@ class DecisionService:
 
     def _keep_model(self) -> None:
         from decisions.engine import ServedVersion
+        from fraudops.modeling.compiled import compiled_scorer
         from streaming.model_server import ModelServer
         from streaming.scoring_pass import worker_model
 
@@ -139,10 +140,12 @@ class DecisionService:
                 if current is None or current.served.model_uri != served.model_uri:
                     model = worker_model(served, self.settings.mlflow_tracking_uri)
                     self._warm(model)
-                    self.engine.version = ServedVersion(served, model)
-                    log.info("deciding with %s version %s (review >= %.4f, decline >= %.4f)", served.name,
+                    scorer = compiled_scorer(model)  # checked equal to the pyfunc; None: the pyfunc scores
+                    self.engine.version = ServedVersion(served, model, scorer)
+                    log.info("deciding with %s version %s (review >= %.4f, decline >= %.4f; %s)", served.name,
                              served.version, self.engine.version.thresholds.review,
-                             self.engine.version.thresholds.decline)
+                             self.engine.version.thresholds.decline,
+                             "compiled scorer" if scorer is not None else "pyfunc scorer")
             except Exception as exc:  # noqa: BLE001 - degraded until the registry answers
                 log.warning("model not available (%s): decisions are degraded (model_unavailable)", exc)
             self._stop.wait(1.0)

@@ -240,6 +240,11 @@ def counts_at(events: pd.DataFrame, keys, e_us) -> np.ndarray:
 
 def features_from_counts(counts: np.ndarray, index) -> pd.DataFrame:
     """MERCHANT_FEATURES (float64) from :func:`counts_at` output."""
+    return pd.DataFrame(columns_from_counts(counts), index=index)[MERCHANT_FEATURES]
+
+
+def columns_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`features_from_counts` as arrays by name."""
     n_windows = len(WINDOW_SUFFIXES)
     columns: dict[str, np.ndarray] = {}
     for k, suffix in enumerate(WINDOW_SUFFIXES):
@@ -247,7 +252,7 @@ def features_from_counts(counts: np.ndarray, index) -> pd.DataFrame:
         columns[f"merchant_txn_count_{suffix}"] = txns
         columns[f"merchant_fraud_count_{suffix}"] = frauds
         columns[f"merchant_fraud_rate_{suffix}"] = smoothed_fraud_rate(frauds, txns)
-    return pd.DataFrame(columns, index=index)[MERCHANT_FEATURES]
+    return columns
 
 
 def merchant_features_point_in_time(
@@ -284,6 +289,61 @@ class MerchantSnapshot:
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def counts_at(self, keys, e_us: np.ndarray) -> np.ndarray:
+        """:func:`counts_at` of the snapshot's events for merchant ``keys`` at times ``e_us``
+        (within [start_us, end_us]), from an index built once per snapshot: a query costs a
+        dict look-up and a binary search, not a sort of the whole snapshot. Integer sums of the
+        same events: equal to :func:`counts_at` (a unit test compares them)."""
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = _SnapshotIndex(self.events, self.start_us, self.end_us)
+            self.__dict__["_index"] = index  # frozen: set once, beside the fields (not pickled)
+        if not index.exact:  # an event outside [start, end]: never made by _compact
+            return counts_at(self.events, keys, e_us)
+        return index.counts_at(keys, e_us)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_index", None)
+        return state
+
+
+class _SnapshotIndex:
+    """The snapshot's count events sorted by (merchant, counter, time) with running sums per
+    (merchant, counter), on one int64 axis: (merchant code x N_COUNTERS + counter) x span + time
+    - start. Every event time lies in [start, end], so the axis never overflows for fewer than
+    2^63 / (span x N_COUNTERS) merchants (millions, for a snapshot valid for minutes)."""
+
+    def __init__(self, events: pd.DataFrame, start_us: int, end_us: int):
+        self.start_us, self.span = int(start_us), int(end_us) - int(start_us) + 1
+        codes, merchants = pd.factorize(events["merchant_key"].to_numpy(object))
+        self.code_of = {key: code for code, key in enumerate(merchants.tolist())}
+        time_us = events["time_us"].to_numpy("int64")
+        self.exact = not len(time_us) or (time_us.min() >= self.start_us
+                                          and time_us.max() <= self.start_us + self.span - 1)
+        time_us = np.clip(time_us, self.start_us, self.start_us + self.span - 1)
+        segment = codes.astype("int64") * N_COUNTERS + events["counter"].to_numpy("int64")
+        axis = segment * self.span + (time_us - self.start_us)
+        order = np.argsort(axis, kind="stable")
+        self.axis = axis[order]
+        running = np.concatenate([[0], np.cumsum(events["delta"].to_numpy("int64")[order])])
+        self.running = running  # running[i]: sum of the first i sorted deltas
+        self.segment_first = np.searchsorted(self.axis, np.arange(len(merchants) * N_COUNTERS + 1) * self.span)
+
+    def counts_at(self, keys, e_us: np.ndarray) -> np.ndarray:
+        keys = np.asarray(keys, dtype=object)
+        e_us = np.asarray(e_us, dtype="int64")
+        out = np.zeros((len(keys), N_COUNTERS), dtype="int64")
+        code = np.array([self.code_of.get(k, -1) for k in keys.tolist()], dtype="int64")
+        known = np.flatnonzero(code >= 0)
+        if not len(known):
+            return out
+        segment = code[known, None] * N_COUNTERS + np.arange(N_COUNTERS)[None, :]
+        offset = np.clip(e_us[known], self.start_us, self.start_us + self.span - 1) - self.start_us
+        upto = np.searchsorted(self.axis, segment * self.span + offset[:, None], side="right")
+        out[known] = self.running[upto] - self.running[self.segment_first[segment]]
+        return out
 
 
 def _as_of_micros(value, argument: str) -> int:
@@ -362,9 +422,15 @@ def snapshot_merchant_features(transactions: pd.DataFrame, snapshot: MerchantSna
     Each transaction's window end t - label_delay is clamped to the snapshot's validity range;
     with no snapshot (None: the job has not read one yet) every count is 0 and every rate the prior.
     """
+    return pd.DataFrame(snapshot_merchant_columns(transactions, snapshot), index=transactions.index)[MERCHANT_FEATURES]
+
+
+def snapshot_merchant_columns(transactions: pd.DataFrame, snapshot: MerchantSnapshot | None,
+                              time_us: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`snapshot_merchant_features` as arrays by name (``time_us``: the transactions'
+    epoch microseconds when the caller has them)."""
     if snapshot is None or len(transactions) == 0:
-        return features_from_counts(np.zeros((len(transactions), N_COUNTERS), "int64"), transactions.index)
-    e_us = np.clip(epoch_micros(transactions["transaction_time"]) - snapshot.label_delay_us,
-                   snapshot.start_us, snapshot.end_us)
-    counts = counts_at(snapshot.events, merchant_key(transactions).to_numpy(object), e_us)
-    return features_from_counts(counts, transactions.index)
+        return columns_from_counts(np.zeros((len(transactions), N_COUNTERS), "int64"))
+    time_us = time_us if time_us is not None else epoch_micros(transactions["transaction_time"])
+    e_us = np.clip(time_us - snapshot.label_delay_us, snapshot.start_us, snapshot.end_us)
+    return columns_from_counts(snapshot.counts_at(merchant_key(transactions).to_numpy(object), e_us))

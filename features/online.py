@@ -275,8 +275,14 @@ def online_user_features(store: FeatureStore, events: pd.DataFrame,
     Returns:
         DataFrame with USER_FEATURES and the index of ``events``.
     """
+    return pd.DataFrame(online_user_columns(store, events, arrays), index=events.index)
+
+
+def online_user_columns(store: FeatureStore, events: pd.DataFrame,
+                        arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """:func:`online_user_features` as arrays by name, in USER_FEATURES order."""
     if len(events) == 0:
-        return pd.DataFrame({name: np.array([], "float64") for name in USER_FEATURES}, index=events.index)
+        return {name: np.array([], "float64") for name in USER_FEATURES}
     arrays = arrays if arrays is not None else event_arrays(events)
     code, users = _user_codes(events)
     low = np.full(len(users), np.iinfo(np.int64).max, dtype="int64")
@@ -295,7 +301,7 @@ def online_user_features(store: FeatureStore, events: pd.DataFrame,
     position = np.empty(len(order), dtype="int64")
     position[order] = np.arange(len(order))
     mine = position[:n_new]
-    return pd.DataFrame({name: feats[name][mine] for name in USER_FEATURES}, index=events.index)
+    return {name: feats[name][mine] for name in USER_FEATURES}
 
 
 def append_events(store: FeatureStore, events: pd.DataFrame, arrays: dict[str, np.ndarray] | None = None) -> None:

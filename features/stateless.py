@@ -20,6 +20,7 @@ from features.definition import (
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+_DIRECT_ROWS = 32  # map_distinct converts up to this many strings one by one (same values)
 
 
 def check_input_columns(frame: pd.DataFrame, argument: str = "transactions") -> None:
@@ -69,7 +70,13 @@ def merchant_key(frame: pd.DataFrame) -> pd.Series:
 
 def map_distinct(values: pd.Series, convert) -> np.ndarray:
     """``convert`` applied to each distinct value once (missing values included), as an object array."""
-    codes, uniques = pd.factorize(values.to_numpy(object), use_na_sentinel=True)
+    raw = values.to_numpy(object)
+    if len(raw) <= _DIRECT_ROWS and all(type(v) is str for v in raw.tolist()):
+        # a few strings (a decision, a small batch): converting each costs less than factorizing
+        out = np.empty(len(raw), dtype=object)
+        out[:] = [convert(v) for v in raw.tolist()]
+        return out
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     converted = np.array([convert(v) for v in uniques] + [convert(None)], dtype=object)
     return converted[codes]  # code -1 (missing) picks the last entry
 
@@ -92,6 +99,11 @@ def stateless_features(frame: pd.DataFrame, time_us: np.ndarray) -> pd.DataFrame
         frame: raw transactions (required columns present; optional ones may be absent).
         time_us: transaction_time of each row as epoch microseconds (see :func:`epoch_micros`).
     """
+    return pd.DataFrame(stateless_columns(frame, time_us), index=frame.index)
+
+
+def stateless_columns(frame: pd.DataFrame, time_us: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`stateless_features` as arrays by name (no frame: the streaming path builds one for all)."""
     amount = pd.to_numeric(frame["amount"], errors="raise").astype("float64").to_numpy()
     hour = (time_us // MICROS_PER_HOUR) % 24
     weekday = (time_us // MICROS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
@@ -104,5 +116,5 @@ def stateless_features(frame: pd.DataFrame, time_us: np.ndarray) -> pd.DataFrame
     }
     full = with_optional_columns(frame)
     for feature, source in CATEGORICAL_SOURCE_COLUMNS.items():
-        columns[feature] = categorical_value(full[source]).to_numpy()
-    return pd.DataFrame(columns, index=frame.index)
+        columns[feature] = map_distinct(full[source], _category)
+    return columns

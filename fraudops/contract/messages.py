@@ -393,8 +393,19 @@ def validate_messages_frame(values: Iterable[bytes | str | None], now: datetime 
         if record is not None:
             for name in TRANSACTION_COLUMNS:
                 out[name][row] = record[name]
-    frame = pd.DataFrame(out, columns=TRANSACTION_COLUMNS)
+    frame = records_frame(out)
     frame[REJECT_REASON_COLUMN] = pd.Series(reasons, dtype=object)
+    return frame
+
+
+def records_frame(columns: Mapping[str, list]):
+    """THE typed frame of normalized records (:func:`validate_record` output), given as one list
+    per field of :data:`TRANSACTION_COLUMNS`: amount float64, transaction_time
+    datetime64[us, UTC], the other fields as they are. :func:`validate_messages_frame` builds
+    its frame here, and so does the decision service from the records its endpoint validated."""
+    import pandas as pd
+
+    frame = pd.DataFrame({name: columns[name] for name in TRANSACTION_COLUMNS}, columns=TRANSACTION_COLUMNS)
     frame["amount"] = frame["amount"].astype("float64")
     frame["transaction_time"] = pd.to_datetime(frame["transaction_time"], utc=True).astype("datetime64[us, UTC]")
     return frame

@@ -240,3 +240,29 @@ def test_negative_delay_is_rejected():
     txns = transactions([("a", "M1", 0)])
     with pytest.raises(ValueError, match="label_delay"):
         features(txns, labels([("a", 1, 0)]), delay=-5)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_the_snapshots_index_equals_counting_every_event(seed):
+    """MerchantSnapshot.counts_at (indexed once, a binary search per query) gives the integer
+    sums counts_at gives from every count event, at every probed time of its range and at its
+    ends, for known, unknown and repeated merchants; the index is not pickled with it."""
+    import pickle
+
+    from features.merchant import counts_at
+
+    txns, lbls = random_world(seed, n=300)
+    as_of = at(30 * DAY + 0.05)
+    known = normalize_labels(lbls, txns)
+    snapshot = merchant_snapshot(txns, known[known["labeled_us"] <= as_of.value // 1000], as_of,
+                                 pd.Timedelta(hours=6), pd.Timedelta(hours=3))
+    rng = np.random.default_rng(seed)
+    keys = np.array([f"M{k}" for k in rng.integers(0, 6, 400)] + ["never-seen", "M0", "M0"], dtype=object)
+    e_us = np.concatenate([rng.integers(snapshot.start_us, snapshot.end_us + 1, 400),
+                           [snapshot.start_us, snapshot.start_us, snapshot.end_us]])
+    expected = counts_at(snapshot.events, keys, e_us)
+    np.testing.assert_array_equal(snapshot.counts_at(keys, e_us), expected)
+    assert expected[:400].sum() > 0  # the probe reaches merchants with counts
+    restored = pickle.loads(pickle.dumps(snapshot))  # noqa: S301 - our own object, as Spark broadcasts it
+    assert "_index" not in restored.__dict__ and restored.events.equals(snapshot.events)
+    np.testing.assert_array_equal(restored.counts_at(keys, e_us), expected)

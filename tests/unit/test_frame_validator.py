@@ -18,6 +18,7 @@ from fraudops.contract.messages import (
     FIELD_SPECS,
     REJECT_REASON_COLUMN,
     TRANSACTION_COLUMNS,
+    records_frame,
     validate_message,
     validate_messages_frame,
 )
@@ -100,3 +101,16 @@ def test_a_batch_of_good_messages_is_checked_without_the_scalar_path():
     assert frame[REJECT_REASON_COLUMN].isna().all()
     assert frame["merchant_id"].isna().sum() == 25 and frame["channel"].isna().sum() == 33
     assert (frame["transaction_time"] == pd.Timestamp("2025-01-15T14:30:00Z")).all()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages(), max_size=10))
+def test_the_decision_services_frame_of_validated_records_is_the_streams_frame(values):
+    """decisions.engine types what its endpoint validated with records_frame: for the messages
+    the contract accepts, exactly the frame the streaming job's frame parser gives them (values,
+    dtypes, missing values), whatever odd fields they carried."""
+    valid = [v for v in values if validate_message(v, now=NOW)[0] is not None]
+    records = [validate_message(v, now=NOW)[0] for v in valid]
+    frame = records_frame({name: [r[name] for r in records] for name in TRANSACTION_COLUMNS})
+    parsed = validate_messages_frame(valid, now=NOW)[TRANSACTION_COLUMNS]
+    pd.testing.assert_frame_equal(frame, parsed, check_exact=True)
