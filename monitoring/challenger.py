@@ -114,11 +114,13 @@ def live_rows(conn, champion_version: str, challenger_version: str) -> pd.DataFr
 
 
 def current_versions(model_name: str, client=None) -> tuple[str | None, str | None]:
-    """(Production version, challenger version) of ``model_name``, None for a missing one (no
-    challenger without a champion)."""
-    from fraudops.modeling.registry import production_version, resolve_challenger
+    """(champion version, challenger version) of ``model_name``, None for a missing one (no
+    challenger without a champion). The champion is the alias ``champion`` (else the Production
+    stage, its mirror)."""
+    from fraudops.modeling.champion import champion_version
+    from fraudops.modeling.registry import resolve_challenger
 
-    champion = production_version(model_name, client)
+    champion = champion_version(model_name, client)
     if champion is None:
         return None, None
     challenger = resolve_challenger(model_name, str(champion.version), client)

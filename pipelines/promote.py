@@ -84,14 +84,15 @@ class PromotionOutcome:
 
 
 def evaluate_champion(name: str, candidate_version: str, holdout: Holdout, client):
-    """The Production version's result on the holdout, (None, None) when there is none.
+    """The champion's result on the holdout (the alias ``champion``, else the Production stage),
+    (None, None) when there is none.
 
     Returns:
         (champion version or None, EvaluationResult or None, reason it could not be compared or None)
     """
-    from fraudops.modeling.registry import production_version
+    from fraudops.modeling.champion import champion_version
 
-    champion = production_version(name, client)
+    champion = champion_version(name, client)
     if champion is None or str(champion.version) == candidate_version:
         return (None if champion is None else str(champion.version)), None, None
     try:

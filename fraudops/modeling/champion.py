@@ -59,6 +59,14 @@ def champion_alias_version(name: str, client=None) -> str | None:
         raise
 
 
+def champion_version(name: str, client=None):
+    """The served champion's ModelVersion: the ``champion`` alias's, else (a registry not mirrored
+    yet) the Production stage's; None when there is neither. Read-only."""
+    client = _client(client)
+    alias = champion_alias_version(name, client)
+    return client.get_model_version(name, alias) if alias is not None else production_version(name, client)
+
+
 def _last_mirrored(name: str, client) -> tuple[str | None, str | None]:
     tag = (client.get_registered_model(name).tags or {}).get(MIRROR_TAG, ":")
     stage, _, alias = tag.partition(":")

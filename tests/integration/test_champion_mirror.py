@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 from fraudops.modeling import registry
-from fraudops.modeling.champion import MIRROR_TAG, mirror_champion
+from fraudops.modeling.champion import MIRROR_TAG, champion_version, mirror_champion
 from fraudops.settings import load_settings
 from streaming.model_server import ModelServer
 from tests.integration.test_registry import _log_toy_model
@@ -118,3 +118,13 @@ def test_a_registry_without_the_alias_gets_it_from_the_stage(settings, logged, u
     result = mirror_champion(name, client)
     assert (result.champion, result.action) == ("1", "alias_follows_stage")
     assert registry.resolve_served_model(f"models:/{name}@champion", client).version == "1"
+
+
+def test_readers_take_the_alias_before_any_mirror_ran(model):
+    from monitoring.challenger import current_versions
+
+    name, client = model
+    client.set_registered_model_alias(name, registry.CHAMPION_ALIAS, "2")  # no poll yet: the stage says 1
+    assert champion_version(name, client).version == "2"
+    assert current_versions(name, client) == ("2", None)
+    assert state(client, name) == ({"1": "Production", "2": "None"}, "2")  # reading changed nothing
