@@ -31,10 +31,10 @@ help:   ## this list: every target, one line each
 	        if (index($$0, "## ")) { text = substr($$0, index($$0, "## ") + 3) } \
 	        printf "make %-18s %s\n", name, text }' $(firstword $(MAKEFILE_LIST))
 
-setup: system-packages venv jars   ## venv + pinned packages, JVM jars (Maven), PostgreSQL, Redis, promtool ... (Debian)
+setup: system-packages venv jars   ## venv + pinned packages, JVM jars (Maven), PostgreSQL, Redis, promtool, amtool ... (Debian)
 
-# Debian packages: PostgreSQL, Redis, Java 17, Maven, Chromium (browser tests) and Prometheus (promtool
-# checks the alerting rules in tests), installed only when missing.
+# Debian packages: PostgreSQL, Redis, Java 17, Maven, Chromium (browser tests), Prometheus and its
+# Alertmanager (promtool and amtool check their configuration in tests), installed only when missing.
 system-packages:   ## the Debian packages the stack needs, installed only when missing (apt-get)
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -45,12 +45,14 @@ system-packages:   ## the Debian packages the stack needs, installed only when m
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	  $(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
 	  $(SUDO) service redis-server stop >/dev/null 2>&1 || true; \
 	  $(SUDO) service prometheus stop >/dev/null 2>&1 || true; \
+	  $(SUDO) service prometheus-alertmanager stop >/dev/null 2>&1 || true; \
 	fi
 
 venv: $(VENV_STAMP)   ## .venv with the exact pins of requirements.txt (rebuilt when they change)

@@ -14,7 +14,6 @@ MODEL_URI, DECISIONS_PORT, DECISION_TIMEOUT_MS, DECISION_DEGRADED_MODE). `make d
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from fraudops.settings import load_settings
@@ -100,8 +99,9 @@ def serve(args, settings) -> int:
 
     from decisions.app import create_app
     from decisions.service import DecisionService, ServiceOptions
+    from fraudops.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)  # LOG_FORMAT=json: JSON lines with the transaction id
     options = ServiceOptions(pg_schema=args.pg_schema, redis_prefix=args.redis_prefix, topic=args.topic,
                              model_uri=args.model_uri, model_refresh_seconds=args.model_refresh_seconds,
                              merchant_refresh_seconds=args.merchant_refresh_seconds,
@@ -119,8 +119,9 @@ def serve(args, settings) -> int:
         return 1
     print(f"decision service on http://{args.host}:{args.port}/v1/decisions (health: /health)", flush=True)
     try:
+        # log_config=None: uvicorn's own lines go through the root handler (LOG_FORMAT)
         uvicorn.run(create_app(service), host=args.host, port=args.port, access_log=False, log_level="warning",
-                    loop="uvloop", http="httptools")
+                    loop="uvloop", http="httptools", log_config=None)
     finally:
         service.stop()
     return 0

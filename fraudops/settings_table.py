@@ -144,6 +144,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
             "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),
     # ------------------------------------------------------------ where the local state lives (read, not written)
+    Setting("LOG_FORMAT", "text", "how the streaming job, the portal, the decision service and the metrics "
+            "collector log: text, or json (one JSON object a line, the transaction or batch id as a field)",
+            MONITORING, "log_format"),
+    Setting("STREAMING_METRICS_PORT", "9109", "port of the streaming job's Prometheus metrics "
+            "(http://<driver>:<port>/metrics; 0: not served)", MONITORING, "streaming_metrics_port", int,
+            containers=False),
     Setting("FRAUDOPS_STATE_DIR", ".stack", "folder of the local stack's data, logs, PIDs and checkpoints "
             "(relative: to the repository)", LOCAL, "state_dir", Path, local_stack=False, containers=False),
     Setting("FRAUDOPS_ENV_FILE", ".stack/stack.env", "env file every command reads (default: "

@@ -12,7 +12,8 @@ transactions per minute (last 5 minutes), average amount, fraud detection rate a
 score (last hour), daily count (since midnight UTC), pending alerts, precision / recall / F1 of the
 stream's decisions on labelled rows (last 7 days), active model version (registry) and the version
 that scored the latest row, service status (1 up, 0 down or not started), processing latency
-(Kafka produce time to scoring, last hour). Amounts are as sent, in mixed currencies.
+(Kafka produce time to scoring, last hour), the latest drift check's drift share and verdict.
+Amounts are as sent, in mixed currencies.
 
 Run:
     python -m monitoring.metrics_collector --interval 60            # serves 127.0.0.1:9108/metrics
@@ -56,6 +57,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "scoring_model_version": ("model version that scored the latest transaction", ()),
     "service_up": ("1 when the service is up, 0 when it is down or not started", ("service",)),
     "processing_latency_seconds": ("Kafka produce time to scoring over the last hour (p50, p95, max)", ("stat",)),
+    "drift_share": ("share of drifted feature columns in the latest drift check of the last 7 days", ()),
+    "dataset_drift": ("1 when the latest drift check of the last 7 days found dataset drift, else 0", ()),
 }
 
 
@@ -66,6 +69,7 @@ class CollectorWindows:
     rate: timedelta = timedelta(minutes=5)
     summary: timedelta = timedelta(hours=1)
     performance: timedelta = timedelta(days=7)
+    drift: timedelta = timedelta(days=7)
 
 
 def _row(name: str, value, **labels) -> MetricRow:
@@ -112,6 +116,15 @@ def collect_model_performance(conn, windows: CollectorWindows = CollectorWindows
             _row("model_f1", perf["f1"]), _row("labelled_transactions", perf["labelled_rows"])]
 
 
+def collect_drift(conn, windows: CollectorWindows = CollectorWindows()) -> list[MetricRow]:
+    """The latest drift check's drift share and verdict (pipelines.drift's monitoring_metrics rows
+    of source ``drift``); None when no check ran within ``windows.drift``."""
+    from monitoring.queries import latest_metric
+
+    return [_row(name, latest_metric(conn, "drift", name, windows.drift).get("metric_value"))
+            for name in ("drift_share", "dataset_drift")]
+
+
 def collect_model_version(settings) -> list[MetricRow]:
     """The registry's Production version of settings.model_name (None when there is none)."""
     from fraudops.modeling.registry import production_version, registry_client
@@ -140,7 +153,8 @@ def collect(settings, pg_schema: str = "public", windows: CollectorWindows = Col
         conn = None
     if conn is not None:
         groups += [("traffic", lambda: collect_traffic(conn, windows)),
-                   ("performance", lambda: collect_model_performance(conn, windows))]
+                   ("performance", lambda: collect_model_performance(conn, windows)),
+                   ("drift", lambda: collect_drift(conn, windows))]
     try:
         for name, group in groups:
             try:
@@ -243,14 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fraudops.logs import configure_logging
     from fraudops.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.interval <= 0:
         print(f"error: --interval={args.interval} must be > 0", file=sys.stderr)
         return 2
     settings = load_settings()
+    configure_logging(settings.log_format)
     try:
         connect_schema(settings, args.pg_schema).close()
     except ValueError as exc:

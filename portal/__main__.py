@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -49,8 +48,9 @@ def serve(settings, host: str, port: int, schema: str) -> None:
 
     app = create_app(settings, PortalConfig(pg_schema=schema))
     print(f"analyst portal on http://{host}:{port}/ (schema {schema})", flush=True)
+    # log_config=None: uvicorn's own lines go through the root handler (LOG_FORMAT)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
-                timeout_graceful_shutdown=3)
+                timeout_graceful_shutdown=3, log_config=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,12 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fraudops.logs import configure_logging
     from fraudops.settings import load_settings
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
+        configure_logging(settings.log_format)  # LOG_FORMAT=json: JSON lines
         if args.command == "serve":
             serve(settings, args.host, args.port or settings.portal_port, args.pg_schema)
             return 0

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from portal import routes_alerts, routes_auth, routes_insights, routes_rules
+from portal import metrics, routes_alerts, routes_auth, routes_insights, routes_rules
 from portal.cache import TTLCache
 from portal.dashboard import SlowFacts
 from portal.db import ConnectionPool
@@ -92,6 +92,7 @@ def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
 
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: counts every answer, errors included
     return app
 
 

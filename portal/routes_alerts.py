@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from portal import queries
+from portal import metrics, queries
 from portal.filters import AlertFilters, Cursor, FilterError, parse_filters
 from portal.reviews import DECISIONS, ReviewRefused, alert_state, apply_review
 from portal.web import (
@@ -28,6 +29,7 @@ from portal.web import (
 )
 
 router = APIRouter()
+log = logging.getLogger("portal.reviews")
 MAX_TRANSACTION_ID = 128
 KEEPALIVE_SECONDS = 15.0
 
@@ -165,6 +167,9 @@ async def review(request: Request, transaction_id: str) -> Response:
     except ReviewRefused as exc:
         raise PortalError(exc.status, str(exc)) from None
     result = "recorded" if outcome.applied else "already"
+    metrics.REVIEWS.labels(decision=decision, result=result).inc()
+    log.info("review %s of %s by %s: %s", decision, transaction_id, session.user.name, result,
+             extra={"transaction_id": transaction_id, "status": result})
     return RedirectResponse(f"/alerts/{_quote(transaction_id)}?result={result}", status_code=303)
 
 

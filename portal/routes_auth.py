@@ -1,4 +1,4 @@
-"""Routes without a session: /healthz and /login; and /logout.
+"""Routes without a session: /healthz, /metrics (Prometheus) and /login; and /logout.
 
 Reads/writes portal_users (password check), portal_sessions, portal_login_attempts.
 """
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from portal import metrics
 from portal.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -34,6 +35,12 @@ def healthz(request: Request) -> Response:
         return StrictJSONResponse({"status": "ok"})
     except Exception:  # noqa: BLE001 - the body says what is wrong, never how
         return StrictJSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+@router.get("/metrics")
+def prometheus_metrics() -> Response:
+    """The portal's Prometheus metrics (portal.metrics); no login needed: counts only."""
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
 def safe_next(target: str | None) -> str:
@@ -72,6 +79,8 @@ async def login(request: Request) -> Response:
     portal = state(request)
     client = request.client.host if request.client else "unknown"
     outcome = await run_in_threadpool(_check_login, portal, name, password, client)
+    metrics.LOGINS.labels(outcome="throttled" if outcome == "throttled" else
+                          "failure" if outcome is None else "success").inc()
     if outcome == "throttled":
         response = _login_page(request, "Too many failed logins: wait 15 minutes and try again.", 429, next_path)
         response.headers["Retry-After"] = str(int(portal.config.policy.failure_window.total_seconds()))

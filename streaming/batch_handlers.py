@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.online import FeatureStoreTarget
 from fraudops.contract.messages import validate_label_message
+from streaming import prometheus
 from streaming.metrics import (
     REDIS_GAP_CLOSED,
     REDIS_GAP_STARTED,
@@ -200,17 +201,21 @@ class ScoringBatchWriter:
                   "batch_write_seconds": duration, "model_version": float(served.version),
                   **latency_summary(stats["latencies"]), **handler_phases(started.timestamp(), times)}
         self.metrics.put(values, {"query": "scoring", "batch_id": batch_id, "model_version": served.version})
+        prometheus.observe_scoring_batch(stats, duration, served.version)
         try:
             self._track_redis_gap(self._connection(), stats["redis_missed"], started)
         except Exception:
             self._stop.set()  # the query fails: the job stops this writer (its metrics too) and restarts
             self._close_connection()
             raise
+        context = {"batch_id": batch_id, "query": "scoring", "model_version": served.version}
         if stats["rows"] or stats["quarantined"]:
             log.info("batch %s: %d scored, %d alerts, %d quarantined, version %s, %.2fs", batch_id,
-                     stats["rows"], stats["alerts"], stats["quarantined"], served.version, duration)
+                     stats["rows"], stats["alerts"], stats["quarantined"], served.version, duration, extra=context)
         if stats["quarantined"]:
-            log.warning("batch %s: %d message(s) quarantined", batch_id, stats["quarantined"])
+            log.warning("batch %s: %d message(s) quarantined (%s)", batch_id, stats["quarantined"],
+                        ", ".join(f"{k} {v}" for k, v in sorted(stats.get("quarantine_reasons", {}).items())),
+                        extra=context)
 
     def _connection(self):
         if self._conn is None or self._conn.closed:
@@ -327,6 +332,7 @@ class LabelsBatchWriter:
         from fraudops.contract.tables import QUARANTINE_INSERT_COLUMNS
         from streaming.sinks import copy_upsert
 
+        started = time.monotonic()
         frame = batch_df.toPandas()  # labels are few: one small frame on the driver
         if frame.empty:
             return
@@ -343,3 +349,8 @@ class LabelsBatchWriter:
                            {"query": "labels", "batch_id": batch_id})
         finally:
             conn.close()
+        reasons = rejected["reason"].tolist() if len(rejected) else []
+        prometheus.observe_labels_batch(len(labels), reasons, time.monotonic() - started)
+        if reasons:
+            log.warning("labels batch %s: %d label message(s) quarantined", batch_id, len(reasons),
+                        extra={"batch_id": batch_id, "query": "labels"})

@@ -7,7 +7,8 @@ Reads:  Kafka topic KAFKA_TOPIC (banking-transactions; earliest offsets on a fir
 Writes: PostgreSQL transactions, fraud_alerts, quarantine, labels, monitoring_metrics,
         audit_log; the feature store (each user's recent events); Redis (REDIS_*)
         fraud_alert:<transaction_id> and recent_fraud_alerts; Kafka KAFKA_ALERTS_TOPIC
-        (fraud-alerts). Checkpoints under --checkpoint-dir.
+        (fraud-alerts). Checkpoints under --checkpoint-dir. Serves its own Prometheus metrics
+        (streaming.prometheus) on the driver's --metrics-port (STREAMING_METRICS_PORT, 9109).
 
 Two queries share one Spark application:
   scoring  Kafka records, read ONCE per micro-batch -> one pandas pass (streaming.scoring_pass):
@@ -102,6 +103,8 @@ class JobOptions:
     with_labels: bool = True
     query_prefix: str = ""
     scoring_tasks: int = 2
+    metrics_port: int = 0  # the driver's Prometheus /metrics (streaming.prometheus); 0: none
+    metrics_host: str = "127.0.0.1"
 
 
 def sink_targets(settings: Settings, options: JobOptions):
@@ -358,6 +361,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--no-labels", action="store_true", help="do not run the labels query")
     parser.add_argument("--scoring-tasks", type=int, default=2,
                         help="Python tasks per micro-batch (users hashed over them; 1: no shuffle)")
+    parser.add_argument("--metrics-port", type=int, default=settings.streaming_metrics_port,
+                        help="port of the driver's Prometheus /metrics (default: STREAMING_METRICS_PORT, "
+                             "here %(default)s; 0: none)")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address the metrics bind to (0.0.0.0 in a container, for Prometheus)")
     return parser
 
 
@@ -372,6 +380,8 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
         parser.error("argument --max-offsets-per-trigger: must be > 0")
     if args.scoring_tasks <= 0:
         parser.error("argument --scoring-tasks: must be > 0")
+    if not 0 <= args.metrics_port < 65536:
+        parser.error("argument --metrics-port: must be 0-65535")
     return JobOptions(
         checkpoint_dir=args.checkpoint_dir, trigger_seconds=args.trigger_seconds,
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -381,7 +391,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> JobOptions:
         model_refresh_seconds=args.model_refresh_seconds,
         merchant_refresh_seconds=args.merchant_refresh_seconds, with_labels=not args.no_labels,
         label_delay_seconds=_label_delay(parser, args.label_delay),
-        scoring_tasks=args.scoring_tasks,
+        scoring_tasks=args.scoring_tasks, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )
 
 
@@ -489,13 +499,18 @@ def supervise(spark, settings: Settings, options: JobOptions, max_restarts: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from fraudops.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format)  # LOG_FORMAT=json: JSON lines with the batch id
     phase("driver Python running")
     from streaming import worker_zygote
 
     zygote = worker_zygote.start()  # local mode: the executors' Python daemon warms up meanwhile
-    settings = load_settings()
     options = parse_args(argv, settings)
+    from streaming import prometheus
+
+    prometheus.serve(options.metrics_port, options.metrics_host)  # counted from each micro-batch's results
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     early = EarlyStart(settings, options, zygote).begin()  # imports and the registry while the JVM works
     from fraudops.spark_session import build_spark_session

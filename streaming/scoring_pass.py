@@ -13,7 +13,7 @@ Kafka records at once:
      transaction (transactions, fraud_alerts, quarantine and, while a challenger exists, its
      shadow_scores: one COPY each, ON CONFLICT DO NOTHING semantics, see streaming.sinks),
      then Redis alerts and the Kafka alerts topic;
-  5. yield one statistics row (rows, alerts, Redis misses, quarantined, latencies).
+  5. yield one statistics row (rows, alerts, Redis misses, quarantined, latencies, quarantine reasons).
 Every event of a user in a micro-batch is in one task (streaming.batch_handlers lays the batch
 out so), which the as-of features need.
 
@@ -26,6 +26,7 @@ change nothing (idempotent store and sinks, features from strictly earlier event
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -59,7 +60,8 @@ from streaming.validation import validate_kafka_chunk
 
 _log = logging.getLogger("streaming.scoring_pass")
 KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
-BATCH_STATS_DDL = "rows long, alerts long, redis_missed long, quarantined long, latencies array<double>"
+BATCH_STATS_DDL = ("rows long, alerts long, redis_missed long, quarantined long, latencies array<double>, "
+                   "quarantine_reasons string")
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,17 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
     missed = push_alerts_to_redis(alerts, inputs.targets, worker_alert_redis(inputs.targets)) if len(alerts) else 0
     publish_alerts(alerts, inputs.targets, worker_producer(inputs.targets))
     return {"rows": len(scored), "alerts": len(alerts), "redis_missed": missed,
-            "quarantined": len(quarantine), "latencies": latencies}
+            "quarantined": len(quarantine), "latencies": latencies,
+            "quarantine_reasons": json.dumps(reason_counts(quarantine))}
+
+
+def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    """Quarantined messages per kind of reason (``duplicate_key:amount`` counts as ``duplicate_key``):
+    a bounded set, for the job's Prometheus counter."""
+    if not len(quarantine):
+        return {}
+    kinds = quarantine["reason"].astype(str).str.split(":", n=1).str[0]
+    return {str(kind): int(count) for kind, count in kinds.value_counts().items()}
 
 
 def scoring_pass(inputs: PassInputs):
@@ -434,6 +446,11 @@ def stats_summary(rows: list) -> dict:
     """Totals of the statistics rows a pass yielded (latencies concatenated)."""
     latencies = [np.asarray(r["latencies"], dtype="float64") for r in rows]
     return {"rows": sum(r["rows"] for r in rows), "alerts": sum(r["alerts"] for r in rows),
+    reasons: dict[str, int] = {}
+    for row in rows:
+        for kind, count in json.loads(row["quarantine_reasons"] or "{}").items():
+            reasons[kind] = reasons.get(kind, 0) + count
             "redis_missed": sum(r["redis_missed"] for r in rows),
             "quarantined": sum(r["quarantined"] for r in rows),
-            "latencies": np.concatenate(latencies) if latencies else np.array([], dtype="float64")}
+            "latencies": np.concatenate(latencies) if latencies else np.array([], dtype="float64"),
+            "quarantine_reasons": reasons}

@@ -122,3 +122,20 @@ def test_once_flag_and_bad_schema(schema, planted, capsys):
     assert "pending_alerts" in capsys.readouterr().out
     assert main(["--once", "--pg-schema", "no_such_schema_y"]) == 2
     assert "pg_schema='no_such_schema_y'" in capsys.readouterr().err
+
+
+def test_the_latest_drift_check_is_collected(settings, schema):
+    from monitoring.storage import MetricRow, connect_schema, insert_metric_rows
+
+    assert _values(collect(settings, schema))[("dataset_drift", ())] is None  # no check yet
+    conn = connect_schema(settings, schema)
+    try:
+        for share, drifted in ((0.1, 0.0), (0.6, 1.0)):  # two checks: the newer one counts
+            insert_metric_rows(conn, "drift", [MetricRow("drift_share", share, {}), MetricRow("dataset_drift", drifted, {})])
+            conn.commit()
+    finally:
+        conn.close()
+
+    values = _values(collect(settings, schema))
+    assert values[("drift_share", ())] == pytest.approx(0.6)
+    assert values[("dataset_drift", ())] == 1.0
