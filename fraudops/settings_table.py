@@ -66,6 +66,7 @@ MLFLOW, PORTAL, MONITORING, LOCAL = "MLflow and the served model", "Analyst port
 DECISIONS = "Decision service"
 RULES = "Rules and lists"
 JUPYTER, BOOTSTRAP, SPARK = "Jupyter", "optional: first model", "optional: Spark"
+OBSERVABILITY = "Prometheus, Alertmanager and Grafana"
 IMAGES, HOST_PORTS = "optional: image and host", "optional: host ports"
 _CONTAINERS_ONLY = {"local_stack": False}
 
@@ -143,13 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------ monitoring
     Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
             "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),
-    # ------------------------------------------------------------ where the local state lives (read, not written)
     Setting("LOG_FORMAT", "text", "how the streaming job, the portal, the decision service and the metrics "
             "collector log: text, or json (one JSON object a line, the transaction or batch id as a field)",
             MONITORING, "log_format"),
     Setting("STREAMING_METRICS_PORT", "9109", "port of the streaming job's Prometheus metrics "
             "(http://<driver>:<port>/metrics; 0: not served)", MONITORING, "streaming_metrics_port", int,
             containers=False),
+    # ------------------------------------------------------------ where the local state lives (read, not written)
     Setting("FRAUDOPS_STATE_DIR", ".stack", "folder of the local stack's data, logs, PIDs and checkpoints "
             "(relative: to the repository)", LOCAL, "state_dir", Path, local_stack=False, containers=False),
     Setting("FRAUDOPS_ENV_FILE", ".stack/stack.env", "env file every command reads (default: "
@@ -157,6 +158,8 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------ the containerized run only
     Setting("JUPYTER_TOKEN", "", "token to enter at http://127.0.0.1:8888/lab", JUPYTER, secret=True,
             **_CONTAINERS_ONLY),
+    Setting("GRAFANA_ADMIN_PASSWORD", "", "password of Grafana's user admin (http://127.0.0.1:3000)", OBSERVABILITY,
+            secret=True, **_CONTAINERS_ONLY),
     Setting("BOOTSTRAP_DAYS", "30", "days of history model-bootstrap generates (only when MODEL_URI resolves "
             "to nothing)", BOOTSTRAP, **_CONTAINERS_ONLY),
     Setting("BOOTSTRAP_CUSTOMERS", "2000", "customers of that history", BOOTSTRAP, **_CONTAINERS_ONLY),
@@ -175,6 +178,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_IMAGE", "apache/kafka:4.1.1", "Kafka image", IMAGES, **_CONTAINERS_ONLY),
     Setting("POSTGRES_IMAGE", "postgres:15", "PostgreSQL image", IMAGES, **_CONTAINERS_ONLY),
     Setting("REDIS_IMAGE", "redis:7", "Redis image", IMAGES, **_CONTAINERS_ONLY),
+    Setting("PROMETHEUS_IMAGE", "prom/prometheus:v2.53.4", "Prometheus image", IMAGES, **_CONTAINERS_ONLY),
+    Setting("ALERTMANAGER_IMAGE", "prom/alertmanager:v0.27.0", "Alertmanager image", IMAGES, **_CONTAINERS_ONLY),
+    Setting("GRAFANA_IMAGE", "grafana/grafana:11.3.0", "Grafana image", IMAGES, **_CONTAINERS_ONLY),
     Setting("KAFKA_CLUSTER_ID", "4L6g3nShT-eMCtK--X86sw", "KRaft cluster id (22 characters, base64 of a UUID: "
             "kafka-storage.sh random-uuid)", IMAGES, **_CONTAINERS_ONLY),
     Setting("KAFKA_HOST_PORT", "9092", "host port of Kafka (127.0.0.1)", HOST_PORTS, **_CONTAINERS_ONLY),
@@ -188,6 +194,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SPARK_DRIVER_UI_HOST_PORT", "4040", "host port of the streaming job's Spark UI", HOST_PORTS,
             **_CONTAINERS_ONLY),
     Setting("JUPYTER_HOST_PORT", "8888", "host port of Jupyter", HOST_PORTS, **_CONTAINERS_ONLY),
+    Setting("PORTAL_HOST_PORT", "8050", "host port of the analyst portal", HOST_PORTS, **_CONTAINERS_ONLY),
+    Setting("DECISIONS_HOST_PORT", "8060", "host port of the decision API", HOST_PORTS, **_CONTAINERS_ONLY),
+    Setting("PROMETHEUS_HOST_PORT", "9090", "host port of Prometheus", HOST_PORTS, **_CONTAINERS_ONLY),
+    Setting("ALERTMANAGER_HOST_PORT", "9093", "host port of the Alertmanager", HOST_PORTS, **_CONTAINERS_ONLY),
+    Setting("GRAFANA_HOST_PORT", "3000", "host port of Grafana", HOST_PORTS, **_CONTAINERS_ONLY),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

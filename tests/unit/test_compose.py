@@ -356,7 +356,8 @@ def test_secrets_are_required_variables_without_defaults():
 
 
 @pytest.mark.parametrize(
-    "service", ["migrate", "model-bootstrap", "spark-worker", "streaming", "producer", "metrics", "jupyter"]
+    "service", ["migrate", "model-bootstrap", "spark-worker", "streaming", "producer", "metrics", "jupyter",
+                "decisions", "portal", "alerts"]
 )
 def test_application_services_get_every_setting_from_the_env_file(service):
     definition = services()[service]
@@ -498,3 +499,71 @@ def test_model_bootstrap_tells_a_missing_model_from_an_outage():
     assert ensure.is_missing_model_error(MlflowException("alias champion not found", INVALID_PARAMETER_VALUE))
     assert not ensure.is_missing_model_error(MlflowException("server down", TEMPORARILY_UNAVAILABLE))
     assert not ensure.is_missing_model_error(ConnectionError("refused"))
+
+
+# ---------------------------------------------------------------- observability (issue 25)
+OBSERVABILITY_SERVICES = {"decisions", "portal", "alerts", "prometheus", "alertmanager", "grafana"}
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside a container, for the prometheus service
+
+
+def option(argv: list[str], name: str, default: str | None = None) -> str | None:
+    """The value after ``name`` in an argument list (``default`` when absent)."""
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def listening_port(service_name: str) -> int:
+    """The port a compose service's process serves its metrics on, from its own command line
+    (the defaults of its CLI where the command does not say), checking it binds beyond loopback."""
+    from fraudops.settings import Settings
+    from monitoring.metrics_collector import DEFAULT_PORT
+
+    argv = as_argv(services()[service_name]["command"])
+    if service_name == "streaming":
+        assert option(argv, "--metrics-host") == ALL_INTERFACES, "the driver's metrics must be reachable"
+        return int(option(argv, "--metrics-port", str(Settings().streaming_metrics_port)))
+    if service_name == "metrics":
+        assert option(argv, "--host") == ALL_INTERFACES, "the collector's metrics must be reachable"
+        return int(option(argv, "--port", str(DEFAULT_PORT)))
+    if service_name in ("decisions", "portal"):
+        assert option(argv, "--host") == ALL_INTERFACES, f"{service_name} must be reachable from prometheus"
+        return int(option(argv, "--port"))
+    published = [str(p).rsplit(":", 1)[1] for p in services()[service_name].get("ports", [])]
+    assert len(published) == 1, service_name
+    return int(published[0])
+
+
+def test_the_containerized_system_has_the_portal_the_alert_rules_prometheus_and_grafana():
+    names = set(services())
+    assert names >= OBSERVABILITY_SERVICES, f"missing services: {sorted(OBSERVABILITY_SERVICES - names)}"
+    assert as_argv(services()["portal"]["command"])[:4] == ["python", "-m", "portal", "serve"]
+    assert as_argv(services()["alerts"]["command"])[:3] == ["python", "-m", "monitoring.alerts"]
+
+
+def test_prometheus_scrapes_each_service_where_it_listens():
+    config = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus" / "prometheus.yml").read_text())
+    targets = [target for job in config["scrape_configs"] for sc in job["static_configs"] for target in sc["targets"]]
+    targets += config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        if host == "localhost":
+            continue  # Prometheus itself
+        assert host in services(), f"prometheus.yml scrapes {target}: no compose service {host}"
+        assert listening_port(host) == int(port), f"{host} does not listen on {port}"
+
+
+def test_prometheus_alertmanager_and_grafana_run_the_repositorys_configuration():
+    compose = services()
+    mounts = {name: {v.split(":")[1]: v.split(":")[0] for v in compose[name]["volumes"] if v.startswith("./")}
+              for name in ("prometheus", "alertmanager", "grafana")}
+    prometheus_argv = as_argv(compose["prometheus"]["command"])
+    config_file = next(a.split("=", 1)[1] for a in prometheus_argv if a.startswith("--config.file="))
+    assert (REPO_ROOT / mounts["prometheus"]["/etc/prometheus"] / Path(config_file).name).is_file()
+    assert config_file == "/etc/prometheus/prometheus.yml"
+    alertmanager_argv = as_argv(compose["alertmanager"]["command"])
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager_argv
+    assert (REPO_ROOT / mounts["alertmanager"]["/etc/alertmanager"] / "alertmanager.yml").is_file()
+    provider = yaml.safe_load((REPO_ROOT / "monitoring/grafana/provisioning/dashboards/fraudops.yml").read_text())
+    dashboards_in_container = provider["providers"][0]["options"]["path"]
+    assert mounts["grafana"][dashboards_in_container] == "./monitoring/grafana/dashboards"
+    assert mounts["grafana"]["/etc/grafana/provisioning"] == "./monitoring/grafana/provisioning"
+    assert compose["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
