@@ -50,12 +50,14 @@ def formatter_for(log_format: str) -> logging.Formatter:
 
 
 def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
-    """Send the root logger's records to stderr in ``log_format``, replacing its handlers (so a
-    second call, or a library's earlier basicConfig, does not print each line twice)."""
+    """Send the root logger's records to stderr in ``log_format``. A second call replaces the
+    handler of the first (a line is never printed twice); handlers others added (a test
+    runner's capture) stay."""
     handler = logging.StreamHandler()
     handler.setFormatter(formatter_for(log_format))
+    handler.fraudops_handler = True
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if getattr(h, "fraudops_handler", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -144,8 +144,9 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------ monitoring
     Setting("ALERT_WEBHOOK_URL", "", "URL the alert rules also post their alerts to (python -m monitoring.alerts; "
             "empty: log and audit_log only)", MONITORING, local_stack=False, containers=False),
-    Setting("LOG_FORMAT", "text", "how the streaming job, the portal, the decision service and the metrics "
-            "collector log: text, or json (one JSON object a line, the transaction or batch id as a field)",
+    Setting("LOG_FORMAT", "text", "how the streaming job, the portal, the decision service, the metrics "
+            "collector and the alert rules log: text, or json (one JSON object a line, the transaction or batch "
+            "id as a field)",
             MONITORING, "log_format"),
     Setting("STREAMING_METRICS_PORT", "9109", "port of the streaming job's Prometheus metrics "
             "(http://<driver>:<port>/metrics; 0: not served)", MONITORING, "streaming_metrics_port", int,

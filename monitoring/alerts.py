@@ -232,13 +232,14 @@ def rule_settings_from(args: argparse.Namespace) -> RuleSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fraudops.logs import configure_logging
     from fraudops.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         rule_settings = rule_settings_from(args)
         settings = load_settings()
+        configure_logging(settings.log_format)
         connect_schema(settings, args.pg_schema).close()
     except (ValueError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)

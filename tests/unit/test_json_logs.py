@@ -51,15 +51,18 @@ def test_the_setting_chooses_the_format():
         formatter_for("yaml")
 
 
-def test_configure_logging_replaces_the_handlers(capsys):
+def test_configure_logging_replaces_its_own_handler_only(capsys):
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    foreign = logging.NullHandler()  # e.g. a test runner's capture
     try:
-        configure_logging("json")
-        configure_logging("json")  # twice: still one line per record
+        root.addHandler(foreign)
+        configure_logging("text")
+        configure_logging("json")  # twice: still one line per record, in the last format
         logging.getLogger("decisions.app").warning("degraded decision %s", "TXN_9", extra={"transaction_id": "TXN_9"})
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
         assert [(line["transaction_id"], line["level"]) for line in lines] == [("TXN_9", "WARNING")]
+        assert foreign in root.handlers
     finally:
         root.handlers[:], root.level = saved
 
