@@ -43,6 +43,7 @@ CLIS = {
     "monitoring.feedback": False,
     "monitoring.challenger": False,
     "fraudops.db": False,
+    "fraudops.health": False,
     "expectations.suites": False,
     "devstack.stack": False,
     "devstack.jobs": False,
