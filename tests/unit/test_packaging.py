@@ -1,6 +1,6 @@
 """pyproject.toml declares what a wheel of the project needs: every third-party package its
 packages import (pinned as requirements.txt pins it), the files its code reads beside its modules,
-and console scripts that name real functions. tests/integration/test_packaging.py installs it.
+and console scripts that name real functions. tests/integration/test_pip_install.py installs it.
 """
 
 from __future__ import annotations
