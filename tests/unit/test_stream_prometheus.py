@@ -104,3 +104,16 @@ def test_no_server_on_port_zero_or_a_taken_port():
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         assert prometheus.serve(taken.getsockname()[1]) is None  # logged; the job scores on
+
+
+def test_the_jobs_metrics_port_comes_from_the_settings():
+    from fraudops.settings import Settings
+    from streaming.scoring_job import parse_args
+
+    settings = Settings()
+    options = parse_args([], settings)
+    assert (options.metrics_port, options.metrics_host) == (settings.streaming_metrics_port, "127.0.0.1") == (9109, "127.0.0.1")
+    options = parse_args(["--metrics-port", "0", "--metrics-host", "0.0.0.0"], settings)  # noqa: S104 - a container's
+    assert (options.metrics_port, options.metrics_host) == (0, "0.0.0.0")  # noqa: S104
+    with pytest.raises(SystemExit):
+        parse_args(["--metrics-port", "70000"], settings)
