@@ -37,7 +37,7 @@ from decisions.policy import (
 )
 from decisions.records import DecisionRecords, request_hash
 from features.definition import FEATURE_COLUMNS
-from features.stream import remember_events, stream_features
+from features.stream import featured_frame, remember_events, stream_feature_columns
 from fraudops.contract.decisions import decided_message
 from fraudops.contract.messages import TRANSACTION_COLUMNS, records_frame
 from fraudops.modeling.explain import alert_reasons_json
@@ -86,8 +86,9 @@ class ServedVersion:
         self.served, self.model, self.scorer = served, model, scorer
         self.thresholds = Thresholds.of(served)
 
-    def score(self, X: pd.DataFrame) -> np.ndarray:
-        """P(fraud) of the feature rows ``X``: the compiled scorer's, equal to the pyfunc's."""
+    def score(self, X) -> np.ndarray:
+        """P(fraud) of the feature rows ``X`` (a frame; arrays by name for the compiled scorer):
+        the compiled scorer's, equal to the pyfunc's."""
         if self.scorer is not None:
             return self.scorer.score(X)
         return np.asarray(self.model.predict(X), dtype="float64")
@@ -124,13 +125,14 @@ class DecisionEngine:
             return
         try:
             events = self._events(fresh)
-            featured = stream_features(events, self.store, self.merchant_snapshot)
+            computed = stream_feature_columns(events, self.store, self.merchant_snapshot)
+            featured = featured_frame(events, computed)
         except Exception as exc:  # noqa: BLE001
             log.warning("features not computed (%s): degraded decisions", _short(exc))
             self.answer_degraded(fresh, FEATURE_STORE_UNAVAILABLE, write_record=False)
             return
         try:
-            answers = self._score(featured, version)
+            answers = self._score(featured, computed, version)
         except Exception:
             log.exception("model version %s failed to score: degraded decisions", version.served.version)
             self.answer_degraded(fresh, MODEL_UNAVAILABLE)
@@ -167,17 +169,17 @@ class DecisionEngine:
         same body) in the contract's typed frame (records_frame, the frame parser's own)."""
         return records_frame({name: [p.record[name] for p in batch] for name in TRANSACTION_COLUMNS})
 
-    def _score(self, featured: pd.DataFrame, version: ServedVersion) -> pd.DataFrame:
+    def _score(self, featured: pd.DataFrame, computed: dict, version: ServedVersion) -> dict[str, list]:
+        """Per row: fraud_score, decision, features (JSON), reasons (JSON or None), rules_fired.
+        ``computed``: the same features as arrays by name (what the compiled scorer reads fastest)."""
         from streaming.scoring_pass import features_json
 
-        X = featured[FEATURE_COLUMNS]
-        score = version.score(X)
+        score = version.score(computed if version.scorer is not None else featured[FEATURE_COLUMNS])
         decision = decide(score, version.thresholds)
         decision, rules_fired = self._apply_rules(featured, score, decision)
         # reasons for what stops or holds a payment (review, decline), as the stream explains its alerts
-        return pd.DataFrame({"fraud_score": score, "decision": decision, "features": features_json(featured),
-                             "reasons": alert_reasons_json(version.model, X, decision != "approve"),
-                             "rules_fired": rules_fired})
+        return {"fraud_score": score.tolist(), "decision": list(decision), "features": features_json(featured),
+                "reasons": alert_reasons_json(version.model, featured, decision != "approve"), "rules_fired": rules_fired}
 
     def _apply_rules(self, featured: pd.DataFrame, score: np.ndarray, decision: np.ndarray):
         """The rules and lists (rules.policy's precedence) on top of the model's decisions, then
@@ -190,17 +192,19 @@ class DecisionEngine:
                     fired[i] = [*fired[i], BUDGET_MARK]
         return final, fired
 
-    def _commit(self, batch: list[Pending], answers: pd.DataFrame, version: ServedVersion) -> None:
+    def _commit(self, batch: list[Pending], answers: dict[str, list], version: ServedVersion) -> None:
         decided_at = datetime.now(UTC).isoformat()
         entries, responses = [], []
-        for pending, row in zip(batch, answers.itertuples(index=False), strict=True):
-            decided = {"decision": row.decision, "fraud_score": float(row.fraud_score),
+        rows = zip(answers["decision"], answers["fraud_score"], answers["features"], answers["reasons"],
+                   answers["rules_fired"], strict=True)
+        for pending, (decision, fraud_score, features, reasons, rules_fired) in zip(batch, rows, strict=True):
+            decided = {"decision": str(decision), "fraud_score": float(fraud_score),
                        "review_threshold": version.thresholds.review,
                        "decline_threshold": version.thresholds.decline,
                        "model_version": version.served.version,
                        "feature_set_version": version.served.feature_set_version,
-                       "features": row.features, "reasons": row.reasons, "decided_at": decided_at,
-                       "degraded": False, "degraded_reason": None, "rules_fired": row.rules_fired,
+                       "features": features, "reasons": reasons, "decided_at": decided_at,
+                       "degraded": False, "degraded_reason": None, "rules_fired": rules_fired,
                        "rules_revision": self.rules.ruleset.revision if self.rules is not None else None}
             response = response_body(pending.record, decided)
             message = decided_message(pending.record, decided)

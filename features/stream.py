@@ -20,6 +20,7 @@ Use:
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.definition import FEATURE_COLUMNS
@@ -40,11 +41,21 @@ def stream_features(events: pd.DataFrame, store: FeatureStore,
         merchant_snapshot: features.merchant.merchant_risk_snapshot output, or None (every
             merchant at the prior).
     """
+    return featured_frame(events, stream_feature_columns(events, store, merchant_snapshot))
+
+
+def stream_feature_columns(events: pd.DataFrame, store: FeatureStore,
+                           merchant_snapshot=None) -> dict[str, np.ndarray]:
+    """:func:`stream_features`' FEATURE_COLUMNS as arrays by name (row order of ``events``)."""
     arrays = event_arrays(events)
-    computed = {**stateless_columns(events, arrays["time_us"]), **online_user_columns(store, events, arrays),
-                **snapshot_merchant_columns(events, merchant_snapshot, arrays["time_us"])}
-    # one frame from the columns (frames per part, two concats and a column pick cost a one-row
-    # decision ~1 ms); amount takes the stateless (float) value in place
+    return {**stateless_columns(events, arrays["time_us"]), **online_user_columns(store, events, arrays),
+            **snapshot_merchant_columns(events, merchant_snapshot, arrays["time_us"])}
+
+
+def featured_frame(events: pd.DataFrame, computed: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``events`` (amount as the float feature, in place) then FEATURE_COLUMNS from ``computed``:
+    one frame from the columns (a frame per part, two concats and a column pick cost a one-row
+    decision ~1 ms)."""
     columns = {name: computed["amount"] if name == "amount" else events[name] for name in events.columns}
     columns.update((name, computed[name]) for name in FEATURE_COLUMNS if name != "amount")
     return pd.DataFrame(columns, index=events.index)

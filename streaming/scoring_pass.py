@@ -203,18 +203,19 @@ def _finite_and_plain(frame: pd.DataFrame) -> bool:
     """No infinity in a float column; object columns hold only strings and missing values."""
     from pandas.api.types import is_float_dtype, is_integer_dtype
 
-    for name in frame.columns:
-        values = frame[name]
-        dtype = values.dtype
+    # the columns grouped by kind from ONE look at the dtypes, each group checked in one array:
+    # a column at a time costs ~20 us of pandas per column, what a one-row decision pays 38 times
+    floats, objects = [], []
+    for name, dtype in frame.dtypes.items():
         if dtype == np.dtype(object):
-            if not _only_strings(values.to_numpy()):
-                return False
+            objects.append(name)
         elif is_float_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
-            if np.isinf(values.to_numpy()).any():
-                return False
+            floats.append(name)
         elif not (is_integer_dtype(dtype) and not isinstance(dtype, pd.api.extensions.ExtensionDtype)):
             return False
-    return True
+    if floats and np.isinf(frame[floats].to_numpy(dtype="float64")).any():
+        return False
+    return not objects or _only_strings(frame[objects].to_numpy(dtype=object).ravel())
 
 
 def _only_strings(values: np.ndarray) -> bool:
@@ -445,11 +446,11 @@ def _warm_explainer(model) -> None:
 def stats_summary(rows: list) -> dict:
     """Totals of the statistics rows a pass yielded (latencies concatenated)."""
     latencies = [np.asarray(r["latencies"], dtype="float64") for r in rows]
-    return {"rows": sum(r["rows"] for r in rows), "alerts": sum(r["alerts"] for r in rows),
     reasons: dict[str, int] = {}
     for row in rows:
         for kind, count in json.loads(row["quarantine_reasons"] or "{}").items():
             reasons[kind] = reasons.get(kind, 0) + count
+    return {"rows": sum(r["rows"] for r in rows), "alerts": sum(r["alerts"] for r in rows),
             "redis_missed": sum(r["redis_missed"] for r in rows),
             "quarantined": sum(r["quarantined"] for r in rows),
             "latencies": np.concatenate(latencies) if latencies else np.array([], dtype="float64"),

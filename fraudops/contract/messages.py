@@ -403,12 +403,31 @@ def records_frame(columns: Mapping[str, list]):
     per field of :data:`TRANSACTION_COLUMNS`: amount float64, transaction_time
     datetime64[us, UTC], the other fields as they are. :func:`validate_messages_frame` builds
     its frame here, and so does the decision service from the records its endpoint validated."""
+    import numpy as np
     import pandas as pd
 
-    frame = pd.DataFrame({name: columns[name] for name in TRANSACTION_COLUMNS}, columns=TRANSACTION_COLUMNS)
-    frame["amount"] = frame["amount"].astype("float64")
-    frame["transaction_time"] = pd.to_datetime(frame["transaction_time"], utc=True).astype("datetime64[us, UTC]")
+    # one object block filled a column at a time, then the two typed columns: a frame from a
+    # dict of lists infers every column's type (~0.4 ms for one row, what a decision pays)
+    n = len(columns[TRANSACTION_COLUMNS[0]])
+    data = np.empty((n, len(TRANSACTION_COLUMNS)), dtype=object)
+    for j, name in enumerate(TRANSACTION_COLUMNS):
+        data[:, j] = columns[name]
+    frame = pd.DataFrame(data, columns=TRANSACTION_COLUMNS, copy=False)
+    frame["amount"] = np.array(columns["amount"], dtype="float64")
+    frame["transaction_time"] = _utc_micros(columns["transaction_time"])
     return frame
+
+
+def _utc_micros(values: list):
+    """datetime64[us, UTC] of the normalized times (aware datetimes; naive ones mean UTC; None: NaT)."""
+    import numpy as np
+    import pandas as pd
+
+    if all(type(v) is datetime or v is None for v in values):
+        naive = [None if v is None else (v if v.tzinfo is None else v.astimezone(UTC)).replace(tzinfo=None)
+                 for v in values]
+        return pd.DatetimeIndex(np.array(naive, dtype="datetime64[us]")).tz_localize("UTC")
+    return pd.DatetimeIndex(pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[us, UTC]"))
 
 
 def _quick_columns(objs: list[dict], now: datetime) -> tuple[dict[str, list], Any]:

@@ -16,19 +16,21 @@ from fraudops.modeling._treeshap import _follows
 @njit(cache=True, nogil=True)
 def forest_raw_predict(X, tree_start, left, right, is_leaf, feature, value, threshold, is_categorical,
                        missing_left, bitset_row, known_row, raw_bitsets, known_bitsets, baseline, out):
-    """``out[r]`` = baseline + the leaf value each tree gives row ``X[r]``, summed tree by tree."""
+    """``out[r]`` = baseline + the leaf value each tree gives row ``X[r]``, summed tree by tree.
+
+    Nodes are addressed globally (tree start + the tree's local child index): no array slices
+    per tree, which cost more than the walk itself.
+    """
     n_trees = len(tree_start) - 1
     for r in range(X.shape[0]):
         x = X[r]
         total = 0.0
         total += baseline
         for t in range(n_trees):
-            start, stop = tree_start[t], tree_start[t + 1]
-            t_left, t_right, t_leaf = left[start:stop], right[start:stop], is_leaf[start:stop]
-            node = 0
-            while not t_leaf[node]:
-                node = _follows(x, node, t_left, t_right, feature[start:stop], threshold[start:stop],
-                                is_categorical[start:stop], missing_left[start:stop], bitset_row[start:stop],
-                                known_row[start:stop], raw_bitsets, known_bitsets)
-            total += value[start + node]
+            start = tree_start[t]
+            node = start
+            while not is_leaf[node]:
+                node = start + _follows(x, node, left, right, feature, threshold, is_categorical, missing_left,
+                                        bitset_row, known_row, raw_bitsets, known_bitsets)
+            total += value[node]
         out[r] = total

@@ -27,6 +27,7 @@ Use:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -56,24 +57,24 @@ class CompiledScorer:
         self._known_bitsets = known_bitsets
         self._loss = estimator._loss
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """The transformed input (categorical codes, then numerics) of ``frame``'s feature columns."""
+    def matrix(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The transformed input (categorical codes, then numerics) of the feature columns of
+        ``frame`` (a DataFrame, or arrays by column name)."""
         n_cat = len(self.categorical_features)
-        X = np.empty((len(frame), n_cat + len(self.numeric_features)), dtype="float64")
-        categorical = frame[list(self.categorical_features)].to_numpy(dtype=object)
-        for j in range(n_cat):
+        n = len(frame) if isinstance(frame, pd.DataFrame) else len(frame[self.numeric_features[0]])
+        X = np.empty((n, n_cat + len(self.numeric_features)), dtype="float64")
+        for j, column in enumerate(self.categorical_features):
             lookup, unknown = self.codes[j], self.unknown_code
-            X[:, j] = [lookup.get(_category_text(v), unknown) for v in categorical[:, j].tolist()]
-        numeric = frame[list(self.numeric_features)]
-        if (numeric.dtypes == np.float64).all():  # one block, one copy
-            X[:, n_cat:] = numeric.to_numpy(dtype="float64")
-        else:  # as prepare_model_input converts each column
-            for j, column in enumerate(self.numeric_features):
-                X[:, n_cat + j] = pd.to_numeric(numeric[column], errors="raise").astype("float64").to_numpy()
+            X[:, j] = [lookup.get(_category_text(v), unknown) for v in np.asarray(frame[column], dtype=object).tolist()]
+        for j, column in enumerate(self.numeric_features):
+            values = frame[column]
+            if values.dtype != np.float64:  # as prepare_model_input converts it
+                values = pd.to_numeric(pd.Series(values), errors="raise").astype("float64")
+            X[:, n_cat + j] = np.asarray(values)
         return X
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(fraud) of every row of ``frame`` (holding the feature columns), float64."""
+    def score(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """P(fraud) of every row of ``frame`` (holding the feature columns; or arrays by name), float64."""
         from fraudops.modeling._forest import forest_raw_predict
 
         X = self.matrix(frame)
