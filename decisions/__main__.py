@@ -18,6 +18,8 @@ import sys
 
 from fraudops.settings import load_settings
 
+GIL_SWITCH_SECONDS = 0.0005
+
 
 def _positive(name: str):
     def parse(text: str) -> float:
@@ -102,6 +104,9 @@ def serve(args, settings) -> int:
     from fraudops.logs import configure_logging
 
     configure_logging(settings.log_format)  # LOG_FORMAT=json: JSON lines with the transaction id
+    # the event loop and the batch thread hand the GIL to each other for every request; a thread
+    # that waits for it gets it after at most this long (CPython's default: 5 ms, a decision's budget)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     options = ServiceOptions(pg_schema=args.pg_schema, redis_prefix=args.redis_prefix, topic=args.topic,
                              model_uri=args.model_uri, model_refresh_seconds=args.model_refresh_seconds,
                              merchant_refresh_seconds=args.merchant_refresh_seconds,

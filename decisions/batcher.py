@@ -17,7 +17,6 @@ import threading
 from collections import deque
 
 from decisions.engine import ABANDONED, QUEUED, TAKEN, Pending
-from decisions.policy import TIMEOUT
 
 log = logging.getLogger("decisions.batcher")
 
@@ -48,13 +47,14 @@ class Batcher:
             self._ready.notify()
 
     def abandon(self, pending: Pending) -> bool:
-        """Take a request whose budget is spent out of the queue and answer it degraded
-        (True); False when a batch has it already (its answer comes from that batch)."""
+        """Take a request whose budget is spent out of the queue and answer it (True): its
+        stored decision if it has one, else degraded (DecisionEngine.answer_timeout); False
+        when a batch has it already (its answer comes from that batch)."""
         with self._lock:
             if pending.state != QUEUED:
                 return False
             pending.state = ABANDONED
-        self.engine.answer_degraded([pending], TIMEOUT)
+        self.engine.answer_timeout(pending)
         return True
 
     def queued(self) -> int:

@@ -217,6 +217,21 @@ class DecisionEngine:
             pending.finish({**response, "latency_ms": _elapsed_ms(pending)})
 
     # ------------------------------------------------------------------ degraded
+    def answer_timeout(self, pending: Pending) -> None:
+        """A request whose budget ran out in the queue: its stored decision if its
+        transaction_id has one (a retry keeps the answer given, even past its own budget; another
+        body is a conflict), else the degraded answer (stored, so that a retry gets it too)."""
+        from decisions.policy import TIMEOUT
+
+        try:
+            fresh = self._answer_known([pending])
+        except Exception as exc:  # noqa: BLE001 - the store is down: degraded, nothing stored
+            log.warning("decision records unavailable (%s): timeout answered degraded", _short(exc))
+            self.answer_degraded([pending], TIMEOUT, write_record=False)
+            return
+        if fresh:
+            self.answer_degraded(fresh, TIMEOUT)
+
     def answer_degraded(self, batch: list[Pending], reason: str, write_record: bool = True) -> None:
         """The degraded mode's decision for each request, published flagged degraded (the
         streaming job scores them); with ``write_record`` the decision is stored too, so that

@@ -13,6 +13,7 @@ publisher, the engine and its batcher, the API keys, and three background thread
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -142,6 +143,10 @@ class DecisionService:
                     self._warm(model)
                     scorer = compiled_scorer(model)  # checked equal to the pyfunc; None: the pyfunc scores
                     self.engine.version = ServedVersion(served, model, scorer)
+                    # what is loaded now (libraries, the model) lives as long as the process: out
+                    # of the collector's sight, a full collection scans only what requests made
+                    # since (~0.2M objects here: 130 ms a full pass, a p99 spike each time)
+                    gc.freeze()
                     log.info("deciding with %s version %s (review >= %.4f, decline >= %.4f; %s)", served.name,
                              served.version, self.engine.version.thresholds.review,
                              self.engine.version.thresholds.decline,

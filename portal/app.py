@@ -82,8 +82,10 @@ def create_app(settings, config: PortalConfig | None = None) -> FastAPI:
                 live.stop()
             pool.close()
 
+    # FastAPI's OpenTelemetry hooks (asked on every request) off: the portal exports its own
+    # Prometheus metrics (portal.metrics)
     app = FastAPI(title="fraud-detection-mlops analyst portal", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+                  redoc_url=None, openapi_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.portal = portal
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for module in (routes_auth, routes_alerts, routes_insights, routes_rules):
