@@ -571,7 +571,8 @@ def py_spy_gil(binary: str, pid: int, seconds: float, out: Path, rate_hz: int = 
 ENGINE_STEPS = (  # (step, object holding it, attribute): wrapped while profile_engine runs
     ("records_lookup", "engine", "_answer_known"),
     ("parse_frame", "engine", "_events"),
-    ("stream_features", "decisions.engine", "stream_features"),
+    ("stream_features", "decisions.engine", "stream_feature_columns"),
+    ("featured_frame", "decisions.engine", "featured_frame"),
     ("score (predict, policy, rules, JSON, reasons)", "engine", "_score"),
     ("  rules", "engine", "_apply_rules"),
     ("  features_json", "streaming.scoring_pass", "features_json"),
