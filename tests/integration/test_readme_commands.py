@@ -106,7 +106,7 @@ def alternatives(span: str) -> list[str]:
 
 def quotes_closed(text: str) -> bool:
     try:
-        shlex.split(text)
+        shlex.split(text, comments=True)  # an apostrophe in a trailing `# comment` opens no quote
     except ValueError:  # "No closing quotation"
         return False
     return True
