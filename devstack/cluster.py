@@ -24,7 +24,6 @@ Commands::
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -34,12 +33,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.kafka import DEFAULT_TOPICS as TOPICS
-from devstack.kafka import java_command
+from devstack.kafka import java_command, new_cluster_id
 from devstack.paths import StackError, StackPaths, stack_paths
 from devstack.processes import (
     cmdline,
@@ -244,7 +242,7 @@ def start_kafka_node(cfg: ClusterConfig, node: int) -> int:
     if not (_kafka_dir(cfg, node) / "data" / "meta.properties").exists():
         id_file = cfg.state / "kafka" / "cluster.id"
         if not id_file.exists():
-            id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+            id_file.write_text(new_cluster_id() + "\n")
         subprocess.run(java_command(paths, "kafka.tools.StorageTool", "format", "-t", id_file.read_text().strip(),
                              "-c", str(props)),
                        check=True, capture_output=True)  # the output is in the exception on failure

@@ -48,6 +48,15 @@ LOG4J_PROPERTIES = (
 )
 
 
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's own Uuid.randomUuid makes it: base64url of a random UUID,
+    never starting with '-' (the storage tool's command line would read it as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 def topic_partitions(cfg: dict[str, str]) -> dict[str, int]:
     """{topic name: partitions} of the contract's topics under their configured names."""
     return {cfg[setting]: partitions for setting, partitions in TOPIC_PARTITIONS.items()}
@@ -89,7 +98,7 @@ def start_kafka(paths: StackPaths, cfg: dict[str, str]) -> None:
     (paths.kafka / "data").mkdir(parents=True, exist_ok=True)
     props = write_properties(paths, cfg)
     if not (paths.kafka / "data" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         subprocess.run(java_command(paths, "kafka.tools.StorageTool", "format", "--standalone",
                                     "-t", cluster_id, "-c", str(props)),
                        check=True, stdout=subprocess.DEVNULL)
