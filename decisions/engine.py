@@ -38,6 +38,7 @@ from decisions.policy import (
 from decisions.records import DecisionRecords, request_hash
 from features.definition import FEATURE_COLUMNS
 from features.stream import featured_frame, remember_events, stream_feature_columns
+from features.user_state import event_arrays
 from fraudops.contract.decisions import decided_message
 from fraudops.contract.messages import TRANSACTION_COLUMNS, records_frame
 from fraudops.modeling.explain import alert_reasons_json
@@ -125,7 +126,8 @@ class DecisionEngine:
             return
         try:
             events = self._events(fresh)
-            computed = stream_feature_columns(events, self.store, self.merchant_snapshot)
+            arrays = event_arrays(events)  # once, for the features and the store write
+            computed = stream_feature_columns(events, self.store, self.merchant_snapshot, arrays)
             featured = featured_frame(events, computed)
         except Exception as exc:  # noqa: BLE001
             log.warning("features not computed (%s): degraded decisions", _short(exc))
@@ -138,7 +140,7 @@ class DecisionEngine:
             self.answer_degraded(fresh, MODEL_UNAVAILABLE)
             return
         try:
-            remember_events(self.store, events)
+            remember_events(self.store, events, arrays)
             self._commit(fresh, answers, version)
         except Exception as exc:  # noqa: BLE001 - not written: nothing was decided for good
             log.warning("decisions not stored (%s): degraded decisions", _short(exc))

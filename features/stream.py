@@ -31,7 +31,8 @@ from features.user_state import event_arrays
 
 
 def stream_features(events: pd.DataFrame, store: FeatureStore,
-                    merchant_snapshot: pd.DataFrame | None = None) -> pd.DataFrame:
+                    merchant_snapshot: pd.DataFrame | None = None,
+                    arrays: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """``events`` (amount as float) plus FEATURE_COLUMNS, same index; the store is only read.
 
     Args:
@@ -40,14 +41,16 @@ def stream_features(events: pd.DataFrame, store: FeatureStore,
         store: the online feature store.
         merchant_snapshot: features.merchant.merchant_risk_snapshot output, or None (every
             merchant at the prior).
+        arrays: ``features.user_state.event_arrays(events)`` when the caller has it (it hands
+            the same to :func:`remember_events`: computed once per batch).
     """
-    return featured_frame(events, stream_feature_columns(events, store, merchant_snapshot))
+    return featured_frame(events, stream_feature_columns(events, store, merchant_snapshot, arrays))
 
 
-def stream_feature_columns(events: pd.DataFrame, store: FeatureStore,
-                           merchant_snapshot=None) -> dict[str, np.ndarray]:
+def stream_feature_columns(events: pd.DataFrame, store: FeatureStore, merchant_snapshot=None,
+                           arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """:func:`stream_features`' FEATURE_COLUMNS as arrays by name (row order of ``events``)."""
-    arrays = event_arrays(events)
+    arrays = arrays if arrays is not None else event_arrays(events)
     return {**stateless_columns(events, arrays["time_us"]), **online_user_columns(store, events, arrays),
             **snapshot_merchant_columns(events, merchant_snapshot, arrays["time_us"])}
 
@@ -61,6 +64,8 @@ def featured_frame(events: pd.DataFrame, computed: dict[str, np.ndarray]) -> pd.
     return pd.DataFrame(columns, index=events.index)
 
 
-def remember_events(store: FeatureStore, events: pd.DataFrame) -> None:
-    """Write ``events`` to the store after their features were computed (a replay adds nothing)."""
-    append_events(store, events)
+def remember_events(store: FeatureStore, events: pd.DataFrame,
+                    arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Write ``events`` to the store after their features were computed (a replay adds nothing);
+    ``arrays``: the ones their features were computed with, if the caller kept them."""
+    append_events(store, events, arrays)

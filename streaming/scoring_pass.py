@@ -38,6 +38,7 @@ import pandas as pd
 from features.definition import FEATURE_COLUMNS
 from features.online import FeatureStore, FeatureStoreTarget
 from features.stream import remember_events, stream_features
+from features.user_state import event_arrays
 from fraudops.contract.messages import REJECT_REASON_COLUMN, TRANSACTION_COLUMNS
 from fraudops.contract.tables import (
     DECISION_ROW_COLUMNS,
@@ -364,7 +365,8 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
     if len(valid):
         snapshot = inputs.merchant_risk.value if inputs.merchant_risk is not None else None
         store = worker_store(inputs.store)
-        featured = stream_features(valid, store, snapshot)
+        arrays = event_arrays(valid)  # once, for the features and the store write
+        featured = stream_features(valid, store, snapshot, arrays)
         scored = score_rows(featured, inputs.served, inputs.tracking_uri,
                             worker_rules(inputs.targets, inputs.rules_reload_seconds))
         scored["scored_at"] = pd.Timestamp.now(tz="UTC")
@@ -376,7 +378,7 @@ def process_records(records: pd.DataFrame, inputs: PassInputs) -> dict:
                 _log.warning("challenger version %s could not score (%s): no shadow scores for this chunk",
                              inputs.challenger.version, exc)
                 shadow = None
-        remember_events(store, valid)
+        remember_events(store, valid, arrays)
     if len(decided):
         remember_events(worker_store(inputs.store), decided[TRANSACTION_COLUMNS])  # the service did; idempotent
         scored = pd.concat([scored, decided], ignore_index=True) if len(scored) else decided

@@ -124,10 +124,11 @@ class CompiledScorer:
 
 
 def _category_text(value) -> str:
-    """A categorical value as prepare_model_input passes it to the encoder."""
-    if value is None or (isinstance(value, float) and value != value):
-        return MISSING_CATEGORY
-    return value if type(value) is str else str(value)
+    """A categorical value as prepare_model_input passes it to the encoder (missing, by pandas'
+    notna, becomes MISSING_CATEGORY; anything else its str)."""
+    if type(value) is str:
+        return value
+    return MISSING_CATEGORY if pd.isna(value) else str(value)
 
 
 def _category_codes(encoder, columns) -> tuple[list[dict[str, float]], float]:
